@@ -1,0 +1,49 @@
+"""Models: the paper's encoders, the five fusion heads, AV and unimodal classifiers, and `build`."""
+from typing import Any, Mapping
+
+import jax.numpy as jnp
+
+from avjax.models.audio_net import AudioNet
+from avjax.models.classifiers import AudioClassifier, AVClassifier, VisualClassifier
+from avjax.models.fusion import FUSIONS, get_fusion
+from avjax.models.resnet import ResNet18
+
+MODALITIES = ("av", "audio", "visual")
+_DTYPES = {None: None, "": None, "float32": jnp.float32, "float64": jnp.float64,
+           "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+
+
+def _dtype(name):
+    if name is None or not isinstance(name, str):
+        return name
+    try:
+        return _DTYPES[name]
+    except KeyError:
+        raise ValueError(f"unknown dtype {name!r}; choose one of {sorted(k for k in _DTYPES if k)}") from None
+
+
+def build(config: Mapping[str, Any]):
+    """Build the classifier a model config describes.
+
+    Fields: `modality` ('av' | 'audio' | 'visual'), `num_classes`, and optionally `fusion` (one of
+    FUSIONS, AV only), `width` (channel multiplier; 1.0 is the paper), `visual_pool` ('avg' | 'max'),
+    `dtype` (compute dtype; None follows inputs and variables), `param_dtype`.
+    `module.apply(variables, image, audio, train=False)` returns `(logits, out)`.
+    """
+    get = config.get
+    modality = get("modality", "av")
+    common = dict(num_classes=int(config["num_classes"]), width=float(get("width", 1.0)),
+                  dtype=_dtype(get("dtype")), param_dtype=_dtype(get("param_dtype")) or jnp.float32)
+    if modality == "av":
+        get_fusion(get("fusion", "concat"))  # validates the name
+        return AVClassifier(fusion=get("fusion", "concat"), visual_pool=get("visual_pool", "avg"),
+                            **common)
+    if modality == "audio":
+        return AudioClassifier(**common)
+    if modality == "visual":
+        return VisualClassifier(visual_pool=get("visual_pool", "avg"), **common)
+    raise ValueError(f"unknown modality {modality!r}; choose one of {MODALITIES}")
+
+
+__all__ = ["AudioNet", "ResNet18", "AVClassifier", "AudioClassifier", "VisualClassifier",
+           "FUSIONS", "MODALITIES", "get_fusion", "build"]

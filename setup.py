@@ -1,0 +1,42 @@
+"""avjax: audio-visual models under multimodal adversarial attack, in JAX/Flax.
+
+All runtime versions are pinned here and only here (see ../shared/STACK.md for why these resolve together).
+"""
+from setuptools import find_packages, setup
+
+RUNTIME = [
+    "jax==0.10.2",
+    "jaxlib==0.10.2",
+    "flax==0.12.8",
+    "optax==0.2.8",
+    "orbax-checkpoint==0.12.8",
+    "ml-collections==1.1.0",
+    "numpy==2.4.6",
+    "grain==0.2.18",
+    "tensorflow-datasets==4.9.10",  # used without TensorFlow (array_record + tfds.data_source)
+    "array-record==0.8.6",
+    "av==18.1.0",
+    "soundfile==0.14.0",
+    "pillow==13.0.0",
+    "matplotlib==3.11.2",
+    "scikit-learn==1.9.1",
+    "tqdm==4.70.1",
+    "tensorboardX==2.6.5",
+    "safetensors==0.8.0",
+]
+
+EXTRAS = {
+    "dev": ["pytest==9.2.0", "pytest-xdist==3.8.0"],
+    # CPU PyTorch: only for producing golden files, live golden checks and benchmarks.
+    "torch": ["torch==2.13.0"],
+}
+
+setup(
+    name="avjax",
+    version="0.1.0",
+    description="Audio-visual event classifiers under multimodal adversarial attack, in JAX/Flax",
+    python_requires=">=3.11",
+    packages=find_packages(include=["avjax", "avjax.*"]),
+    install_requires=RUNTIME,
+    extras_require=EXTRAS,
+)

@@ -1,0 +1,31 @@
+import importlib.util
+import os
+
+import numpy as np
+import pytest
+
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+needs_torch = pytest.mark.skipif(not HAS_TORCH, reason="needs the torch extra")
+
+
+@pytest.fixture(scope="session")
+def golden():
+    from tests import golden_spec as gs
+    with np.load(gs.ORIGINAL_GOLDEN) as g:
+        return {k: g[k] for k in g.files}
+
+
+@pytest.fixture(scope="session")
+def original_state(golden):
+    from tests import golden_spec as gs
+    return {part: gs.state_dict_from_golden(golden, part) for part in gs.PARTS}
+
+
+@pytest.fixture
+def original_dir(tmp_path, original_state):
+    """The three original files written as .safetensors (no torch needed)."""
+    from safetensors.numpy import save_file
+    for part, sd in original_state.items():
+        save_file({k: np.ascontiguousarray(v) for k, v in sd.items()},
+                  os.path.join(tmp_path, f"{part}_best.safetensors"))
+    return tmp_path
