@@ -315,14 +315,19 @@ def load_original_checkpoint(path, num_classes: int | None = None, *, tag: str |
         raise CheckpointError(f"{files['classifier']}: fc1 has {fc.shape[0]} classes, "
                               f"expected num_classes={num_classes}")
     module = AVClassifier(num_classes=num_classes, fusion="concat", visual_pool="avg")
+    return module, port_original_states(state, module, sources=files, dtype=dtype)
+
+
+def port_original_states(states, module, *, sources=None, dtype=np.float32):
+    """Variables of `module` (a concat AVClassifier, any width) from the three original state_dicts."""
+    sources = sources or {part: f"{part} state_dict" for part in _PARTS}
     expected = _expected_shapes(module)
     variables: dict[str, Any] = {"params": {}, "batch_stats": {}}
     for part, table in (("sound", original_sound_table()), ("frame", original_frame_table()),
                         ("classifier", original_classifier_table())):
-        sub = {c: {k: v for k, v in expected[c].items() if k == table[0][2][0]}
-               for c in ("params", "batch_stats") if c in expected}
-        sub = {c: t for c, t in sub.items() if t}
-        ported = port_state_dict(state[part], table, sub, files[part], dtype=dtype)
+        root = table[0][2][0]
+        sub = {c: {root: expected[c][root]} for c in ("params", "batch_stats") if root in expected[c]}
+        ported = port_state_dict(states[part], table, sub, sources[part], dtype=dtype)
         for collection, tree in ported.items():
             variables[collection].update(tree)
-    return module, variables
+    return variables

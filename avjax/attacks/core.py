@@ -1,0 +1,214 @@
+"""One iterative sign-gradient core behind FGSM, PGD and MIM.
+
+FGSM is one step of size eps; PGD is `steps` signed steps of `step_size` with projection onto the
+eps ball around the clean input; MIM accumulates L1-normalised gradients with momentum before the
+signed step. All of them:
+  * update only modalities whose eps is non-zero (a modality with eps 0 is returned bit-identical);
+  * with a `ModelFns`, compute the features of an unattacked modality once and reuse them;
+  * apply the model with train=False (no BatchNorm update) in the dtype of the inputs;
+  * loop with `lax.fori_loop` (compiled once for any step count) or, with `loop='unroll'`, a
+    Python loop unrolled in the program (faster on XLA:CPU, see benchmarks/attacks.py).
+
+`variant='original'` reproduces the released code's flaws exactly (spec section 3): FGSM does not
+clamp audio; MIM normalises the gradient by the L1 norm of the whole batch tensor (one scalar per
+modality per batch, so an example's attack depends on its batch-mates) and projects with bounds
+built from the current iterate rather than the clean input (no eps ball; in normalised space a
+floor at 0 that brightens dark pixels).
+"""
+import dataclasses
+import jax
+import jax.numpy as jnp
+import optax
+
+from avjax.attacks.model_fns import ModelFns, StaticFn
+from avjax.attacks.threat import AUDIO_BOUNDS, ImageSpace
+
+METHODS = ("fgsm", "pgd", "mim")
+VARIANTS = ("standard", "original")
+LOSSES = ("ce", "ce+cos")
+
+
+@dataclasses.dataclass(frozen=True)
+class AttackConfig:
+    """Static description of one attack (hashable: part of the compiled program's key)."""
+
+    method: str = "pgd"
+    steps: int = 10
+    step_fraction: float = 1.0 / 8.0   # step size = eps * step_fraction (PGD / MIM)
+    momentum: float = 1.0               # MIM decay factor mu
+    random_start: bool = False
+    restarts: int = 1
+    loss: str = "ce"
+    cos_weight: float = 1.0             # weight of mean cos(f_v, f_a) in loss 'ce+cos'
+    variant: str = "standard"
+    loop: str = "fori"                  # 'fori' | 'unroll'
+    attack_visual: bool = True
+    attack_audio: bool = True
+    space: ImageSpace = ImageSpace()
+
+    def __post_init__(self):
+        for name, value, allowed in (("method", self.method, METHODS), ("variant", self.variant, VARIANTS),
+                                     ("loss", self.loss, LOSSES), ("loop", self.loop, ("fori", "unroll"))):
+            if value not in allowed:
+                raise ValueError(f"unknown attack {name} {value!r}; choose one of {allowed}")
+        if self.steps < 1 or self.restarts < 1:
+            raise ValueError("steps and restarts must be >= 1")
+
+
+def as_model_fns(logits_fn):
+    return logits_fn if isinstance(logits_fn, (ModelFns, StaticFn)) else StaticFn(logits_fn)
+
+
+def _cosine(a, b, eps=1e-8):
+    """torch.nn.functional.cosine_similarity along the last axis."""
+    na = jnp.maximum(jnp.linalg.norm(a, axis=-1), eps)
+    nb = jnp.maximum(jnp.linalg.norm(b, axis=-1), eps)
+    return jnp.sum(a * b, axis=-1) / (na * nb)
+
+
+def _loss_fn(fns, cfg, frozen_v, frozen_a):
+    """-> loss(pix_v, audio, label) -> (mean loss, per-example CE)."""
+
+    def loss(pix_v, audio, label):
+        if isinstance(fns, ModelFns) and (frozen_v is not None or frozen_a is not None):
+            f_v = frozen_v if frozen_v is not None else fns.encode_visual(pix_v)
+            f_a = frozen_a if frozen_a is not None else fns.encode_audio(audio)
+            logits, out = fns.classify(f_v, f_a)
+        else:
+            logits, out = fns(pix_v, audio)
+        ce = optax.softmax_cross_entropy_with_integer_labels(logits, label)
+        total = ce.mean()
+        if cfg.loss == "ce+cos":
+            total = total + cfg.cos_weight * _cosine(out["visual"], out["audio"]).mean()
+        return total, (ce, logits)
+
+    return loss
+
+
+def _l1_normalise(g, per_example: bool):
+    axes = tuple(range(1, g.ndim)) if per_example else tuple(range(g.ndim))
+    norm = jnp.sum(jnp.abs(g), axis=axes, keepdims=True)
+    return g / jnp.where(norm > 0, norm, 1)
+
+
+def _original_mim_projection(x, eps, lower):
+    """The released code's MIM 'projection' (bounds from the current iterate, verbatim)."""
+    a = jnp.maximum(x - eps, lower)
+    b = jnp.where(x >= a, x, a)
+    return jnp.where(b > x + eps, x + eps, b)
+
+
+def run_attack(logits_fn, image, audio, label, eps_visual, eps_audio, cfg: AttackConfig, key=None):
+    """The core: -> (adv_image, adv_audio). eps values may be traced scalars (eps sweeps)."""
+    fns = as_model_fns(logits_fn)
+    space = cfg.space
+    dtype_v = image.dtype
+    eps_v = jnp.asarray(eps_visual, dtype_v)
+    eps_a = jnp.asarray(eps_audio, audio.dtype)
+    attack_v = cfg.attack_visual and (not isinstance(fns, ModelFns) or fns.uses_visual)
+    attack_a = cfg.attack_audio and (not isinstance(fns, ModelFns) or fns.uses_audio)
+    if not (attack_v or attack_a):
+        return image, audio
+    split = isinstance(fns, ModelFns)
+    frozen_v = fns.encode_visual(image) if split and not attack_v and fns.uses_visual else None
+    frozen_a = fns.encode_audio(audio) if split and not attack_a and fns.uses_audio else None
+    loss = _loss_fn(fns, cfg, frozen_v, frozen_a)
+    argnums = tuple(i for i, on in ((0, attack_v), (1, attack_a)) if on)
+    grad_fn = jax.grad(loss, argnums=argnums, has_aux=True)
+    scale = jnp.asarray(space.scale, dtype_v)
+
+    def gradients(pix_v, aud):
+        grads, (ce, _) = grad_fn(pix_v, aud, label)
+        grads = dict(zip(argnums, grads))
+        g_v = grads[0] * scale if attack_v else None  # d/dz = d/dpixel * scale
+        g_a = grads[1] if attack_a else None
+        return g_v, g_a, ce
+
+    z0 = space.to_attack(image)
+    original = cfg.variant == "original"
+
+    if cfg.method == "fgsm":
+        g_v, g_a, _ = gradients(image, audio)
+        adv_v, adv_a = image, audio
+        if attack_v:
+            adv_v, _ = space.clamp(z0 + eps_v * jnp.sign(g_v))
+        if attack_a:
+            adv_a = audio + eps_a * jnp.sign(g_a)
+            if not original:
+                adv_a = jnp.clip(adv_a, *AUDIO_BOUNDS)
+        return adv_v, adv_a
+
+    alpha_v, alpha_a = eps_v * cfg.step_fraction, eps_a * cfg.step_fraction
+    per_example = not original
+
+    def step(_, carry):
+        pix_v, z, aud, mom_v, mom_a = carry
+        g_v, g_a, _ = gradients(pix_v, aud)
+        if attack_v:
+            if cfg.method == "mim":
+                mom_v = _l1_normalise(g_v, per_example) + cfg.momentum * mom_v
+                g_v = mom_v
+            z = z + alpha_v * jnp.sign(g_v)
+            if cfg.method == "mim" and original:
+                z = _original_mim_projection(z, eps_v, 0.0)
+            else:
+                z = z0 + jnp.clip(z - z0, -eps_v, eps_v)
+            pix_v, z = space.clamp(z)
+        if attack_a:
+            if cfg.method == "mim":
+                mom_a = _l1_normalise(g_a, per_example) + cfg.momentum * mom_a
+                g_a = mom_a
+            aud = aud + alpha_a * jnp.sign(g_a)
+            if cfg.method == "mim" and original:
+                aud = _original_mim_projection(aud, eps_a, AUDIO_BOUNDS[0])
+            else:
+                aud = audio + jnp.clip(aud - audio, -eps_a, eps_a)
+            aud = jnp.clip(aud, *AUDIO_BOUNDS)
+        return pix_v, z, aud, mom_v, mom_a
+
+    def one_run(run_key):
+        pix_v, z, aud = image, z0, audio
+        if cfg.random_start:
+            kv, ka = jax.random.split(run_key)
+            if attack_v:
+                z = z0 + jax.random.uniform(kv, z0.shape, dtype_v, -1.0, 1.0) * eps_v
+                pix_v, z = space.clamp(z)
+            if attack_a:
+                aud = jnp.clip(audio + jax.random.uniform(ka, audio.shape, audio.dtype, -1.0, 1.0) * eps_a,
+                               *AUDIO_BOUNDS)
+        carry = (pix_v, z, aud, jnp.zeros_like(z0), jnp.zeros_like(audio))
+        if cfg.loop == "fori":
+            carry = jax.lax.fori_loop(0, cfg.steps, step, carry)
+        else:
+            for i in range(cfg.steps):
+                carry = step(i, carry)
+        return carry[0], carry[2]
+
+    if cfg.restarts == 1:
+        adv_v, adv_a = one_run(key if key is not None else jax.random.key(0))
+    else:
+        if key is None:
+            raise ValueError("restarts > 1 needs a PRNG key")
+        adv_v, adv_a = _best_of_restarts(one_run, loss, label, jax.random.split(key, cfg.restarts))
+    return (adv_v if attack_v else image), (adv_a if attack_a else audio)
+
+
+def _best_of_restarts(one_run, loss, label, keys):
+    """Per example, keep the restart that misclassifies it, else the one with the highest CE."""
+
+    def score(adv_v, adv_a):
+        _, (ce, logits) = loss(adv_v, adv_a, label)
+        wrong = jnp.argmax(logits, -1) != label
+        return jnp.where(wrong, jnp.inf, ce)
+
+    def body(best, run_key):
+        adv_v, adv_a = one_run(run_key)
+        s = score(adv_v, adv_a)
+        better = s > best[2]
+        pick = lambda new, old: jnp.where(better.reshape((-1,) + (1,) * (new.ndim - 1)), new, old)  # noqa: E731
+        return (pick(adv_v, best[0]), pick(adv_a, best[1]), jnp.maximum(s, best[2])), None
+
+    first_v, first_a = one_run(keys[0])
+    best, _ = jax.lax.scan(body, (first_v, first_a, score(first_v, first_a)), keys[1:])
+    return best[0], best[1]
+

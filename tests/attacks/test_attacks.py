@@ -1,0 +1,143 @@
+"""Invariants of avjax.attacks: the ball and the bounds, eps 0, closed form, batch-mates, tracing."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from avjax import attacks
+from avjax.models.resnet import IMAGENET_STD
+from tests.attacks.conftest import sensitive_model
+
+SETTINGS = {"xA": (0.0, 0.012), "xV": (0.012, 0.0), "xAV": (0.006, 0.006)}
+TOL = 1e-6
+
+
+@pytest.mark.parametrize("units", ["pixel", "normalized"])
+@pytest.mark.parametrize("setting", list(SETTINGS))
+@pytest.mark.parametrize("method,variant", [("fgsm", "standard"), ("pgd", "standard"),
+                                            ("mim", "standard"), ("mim", "original")])
+def test_perturbation_stays_in_ball_and_bounds(small, method, variant, setting, units):
+    fns, image, audio, label = small
+    eps_v, eps_a = SETTINGS[setting]
+    adv_v, adv_a = attacks.attack(method, fns, image, audio, label, eps_visual=eps_v, eps_audio=eps_a,
+                                  units=units, variant=variant)
+    assert adv_v.dtype == image.dtype and adv_a.dtype == audio.dtype
+    assert float(adv_v.min()) >= 0 and float(adv_v.max()) <= 1
+    assert float(adv_a.min()) >= -1 and float(adv_a.max()) <= 1
+    ball_v = np.asarray(attacks.pixel_eps(eps_v, units))  # per channel
+    dv = np.abs(np.asarray(adv_v - image)).max(axis=(0, 1, 2))
+    da = float(np.abs(np.asarray(adv_a - audio)).max())
+    if variant == "original":  # the released MIM has no eps ball: up to 10 steps of eps/8
+        assert da <= 1.25 * eps_a + TOL
+        return
+    assert np.all(dv <= ball_v + TOL), (dv, ball_v)
+    assert da <= eps_a + TOL
+    if eps_v:
+        assert np.all(dv >= 0.5 * ball_v), "the visual perturbation should use its budget"
+    if eps_a:
+        assert da >= 0.5 * eps_a
+
+
+@pytest.mark.parametrize("method", ["fgsm", "pgd", "mim"])
+def test_eps_zero_is_bit_identical(small, method):
+    fns, image, audio, label = small
+    adv_v, adv_a = attacks.attack(method, fns, image, audio, label, eps_visual=0.0, eps_audio=0.012,
+                                  units="normalized")
+    assert np.array_equal(np.asarray(adv_v), np.asarray(image))
+    assert not np.array_equal(np.asarray(adv_a), np.asarray(audio))
+    adv_v, adv_a = attacks.attack(method, fns, image, audio, label, eps_visual=0.0, eps_audio=0.0)
+    assert adv_v is image and adv_a is audio
+
+
+def test_unused_modality_is_never_perturbed():
+    fns, image, audio, label = sensitive_model("audio")
+    adv_v, adv_a = attacks.pgd(fns, image, audio, label, eps_visual=0.03, eps_audio=0.03)
+    assert np.array_equal(np.asarray(adv_v), np.asarray(image))
+    assert not np.array_equal(np.asarray(adv_a), np.asarray(audio))
+
+
+def test_fgsm_on_a_linear_model_is_the_closed_form():
+    rng = np.random.default_rng(0)
+    b, h, length, c = 5, 4, 16, 3
+    w_v = rng.normal(size=(h * h * 3, c))
+    w_a = rng.normal(size=(length, c))
+    image = rng.uniform(0, 1, (b, h, h, 3)).astype(np.float32)
+    audio = rng.uniform(-1, 1, (b, length)).astype(np.float32)
+    label = rng.integers(0, c, b)
+
+    def logits_fn(x, a):
+        return x.reshape(x.shape[0], -1) @ jnp.asarray(w_v, x.dtype) + a @ jnp.asarray(w_a, a.dtype)
+
+    adv_v, adv_a = attacks.fgsm(logits_fn, jnp.asarray(image), jnp.asarray(audio), jnp.asarray(label),
+                                eps_visual=0.03, eps_audio=0.05)
+    logits = image.reshape(b, -1) @ w_v + audio @ w_a
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    dlogits = (p - np.eye(c)[label]) / b                     # d mean CE / d logits
+    g_v = (dlogits @ w_v.T).reshape(image.shape)
+    g_a = dlogits @ w_a.T
+    np.testing.assert_allclose(adv_v, np.clip(image + 0.03 * np.sign(g_v), 0, 1), atol=1e-6)
+    np.testing.assert_allclose(adv_a, np.clip(audio + 0.05 * np.sign(g_a), -1, 1), atol=1e-6)
+
+
+@pytest.mark.parametrize("method,variant,independent", [
+    ("fgsm", "standard", True), ("pgd", "standard", True), ("mim", "standard", True),
+    ("mim", "original", False)])
+def test_batch_mates(small, method, variant, independent):
+    """An example's adversarial result does not depend on its batch-mates (but the original MIM's does)."""
+    fns, image, audio, label = small
+    kw = dict(eps_visual=0.006, eps_audio=0.006, units="normalized", variant=variant)
+    full_v, full_a = attacks.attack(method, fns, image, audio, label, **kw)
+    alone_v, alone_a = attacks.attack(method, fns, image[:2], audio[:2], label[:2], **kw)
+    same = (np.allclose(full_v[:2], alone_v, atol=1e-6) and np.allclose(full_a[:2], alone_a, atol=1e-6))
+    assert same == independent
+
+
+def test_one_trace_per_shape(small):
+    fns, image, audio, label = small
+    kw = dict(eps_visual=0.006, eps_audio=0.006, units="normalized")
+    attacks.pgd(fns, image, audio, label, **kw)
+    before = attacks._run._cache_size()
+    attacks.pgd(fns, 1 - image, -audio, label, **kw)
+    attacks.pgd(fns, image, audio, label, eps_visual=0.003, eps_audio=0.009, units="normalized")
+    assert attacks._run._cache_size() == before
+
+
+def test_unrolled_loop_equals_fori_loop(small):
+    fns, image, audio, label = small
+    kw = dict(eps_visual=0.006, eps_audio=0.006, units="normalized")
+    a = attacks.mim(fns, image, audio, label, loop="fori", **kw)
+    b = attacks.mim(fns, image, audio, label, loop="unroll", **kw)
+    for x, y in zip(a, b):
+        np.testing.assert_allclose(x, y, atol=1e-6)
+
+
+def test_random_start_and_restarts_stay_in_the_ball(small):
+    fns, image, audio, label = small
+    key = jax.random.key(3)
+    kw = dict(eps_visual=0.002, eps_audio=0.002, random_start=True, steps=3)
+    best = attacks.pgd(fns, image, audio, label, key=key, restarts=3, **kw)
+    for adv, clean in zip(best, (image, audio)):
+        assert float(jnp.abs(adv - clean).max()) <= 0.002 + TOL
+    correct = lambda adv: np.asarray(fns(*adv)[0].argmax(-1) == label)  # noqa: E731
+    runs = [correct(attacks.pgd(fns, image, audio, label, key=k, **kw))
+            for k in jax.random.split(key, 3)]
+    # an example survives the restarts only if it survives every run
+    np.testing.assert_array_equal(correct(best), np.logical_and.reduce(runs))
+    with pytest.raises(ValueError, match="PRNG key"):
+        attacks.pgd(fns, image, audio, label, eps_visual=0.01, eps_audio=0.0, random_start=True)
+
+
+def test_ce_plus_cos_loss_changes_the_attack(small):
+    fns, image, audio, label = small
+    kw = dict(eps_visual=0.006, eps_audio=0.006, units="normalized")
+    ce = attacks.pgd(fns, image, audio, label, **kw)
+    cos = attacks.pgd(fns, image, audio, label, loss="ce+cos", cos_weight=10.0, **kw)
+    assert not np.array_equal(np.asarray(ce[1]), np.asarray(cos[1]))
+
+
+def test_normalized_units_are_per_channel_pixel_eps():
+    assert attacks.pixel_eps(0.006, "normalized") == pytest.approx(tuple(0.006 * s for s in IMAGENET_STD))
+    assert attacks.pixel_eps(0.006, "pixel") == (0.006, 0.006, 0.006)
+    with pytest.raises(ValueError, match="unknown units"):
+        attacks.image_space("bits")
