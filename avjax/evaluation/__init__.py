@@ -1,0 +1,1 @@
+"""Robustness evaluation: clean accuracy, xA / xV / xAV under FGSM, PGD, MIM, Avg, RI, eps sweeps."""

@@ -1,0 +1,87 @@
+"""results.json (one record per model / attack / eps / setting) and results.md (the paper's tables)."""
+import hashlib
+import json
+import platform
+
+import avjax
+
+from avjax.evaluation.robustness import SETTINGS, robustness_improvement
+
+
+def config_hash(config) -> str:
+    return hashlib.sha256(config.to_json(sort_keys=True).encode()).hexdigest()[:12]
+
+
+def versions() -> dict:
+    import flax
+    import jax
+    import numpy
+    import optax
+    return {"avjax": avjax.__version__, "jax": jax.__version__, "flax": flax.__version__,
+            "optax": optax.__version__, "numpy": numpy.__version__, "python": platform.python_version()}
+
+
+def records(results: dict, spec, config) -> list[dict]:
+    """Flatten {model: evaluation} into one record per (model, attack, eps_v, eps_a, setting)."""
+    common = {"seed": config.seed, "config_hash": config_hash(config), "versions": versions(),
+              "units": spec.units, "attack_variant": spec.variant, "attack_loss": spec.loss}
+    out = []
+    for model, res in results.items():
+        base = {"model": model, "modality": res.get("modality"), "n": res["n"], **common}
+        out.append({**base, "attack": "none", "eps_visual": 0.0, "eps_audio": 0.0, "setting": "clean",
+                    "accuracy": res["clean"]})
+        for method, summary in res["methods"].items():
+            steps = 1 if method == "fgsm" else spec.steps
+            for setting, (eps_v, eps_a) in zip(SETTINGS, spec.settings()):
+                out.append({**base, "attack": method, "steps": steps, "eps_visual": eps_v,
+                            "eps_audio": eps_a, "setting": setting, "clean_accuracy": summary["clean"],
+                            "accuracy": summary[setting]})
+        if "sweep" in res:
+            sw = res["sweep"]
+            for i, eps in enumerate(sw["eps"]):
+                for setting, (on_v, on_a) in zip(SETTINGS, ((0, 1), (1, 0), (1, 1))):
+                    out.append({**base, "attack": sw["method"], "sweep": True, "eps_visual": eps * on_v,
+                                "eps_audio": eps * on_a, "setting": setting, "accuracy": sw[setting][i]})
+    return out
+
+
+def markdown(results: dict, spec, baseline: str, title: str) -> str:
+    lines = [f"# {title}", "",
+             f"Units: `{spec.units}`; attack variant `{spec.variant}`, loss `{spec.loss}`; "
+             f"xA eps_audio={spec.eps_audio_only}, xV eps_visual={spec.eps_visual_only}, "
+             f"xAV eps={spec.eps_joint} on each; PGD/MIM {spec.steps} steps of eps/8. "
+             f"RI is relative to `{baseline}`. Accuracies in %.", ""]
+    lines += ["## Clean accuracy (test)", "", "| model | modality | clean | n |", "|---|---|---|---|"]
+    for name, res in results.items():
+        lines.append(f"| {name} | {res.get('modality')} | {res['clean']:.2f} | {res['n']} |")
+    for method in spec.methods:
+        lines += ["", f"## {method.upper()}", "",
+                  "| model | ✓AV | ✗A | ✗V | ✗AV | Avg | RI | joint-only share of ✗AV successes |",
+                  "|---|---|---|---|---|---|---|---|"]
+        base = results.get(baseline, {}).get("methods", {}).get(method)
+        for name, res in results.items():
+            s = res["methods"][method]
+            ri = robustness_improvement(s, base) if base else float("nan")
+            share = f"{s['joint_only_share']:.1f} % of {s['joint_successes']}" if s["joint_successes"] else "-"
+            lines.append(f"| {name} | {s['clean']:.2f} | {s['xA']:.2f} | {s['xV']:.2f} | {s['xAV']:.2f} "
+                         f"| {s['avg']:.2f} | {ri:.2f} | {share} |")
+    sweeps = {n: r["sweep"] for n, r in results.items() if "sweep" in r}
+    if sweeps:
+        first = next(iter(sweeps.values()))
+        lines += ["", f"## Accuracy vs eps ({first['method'].upper()})", "",
+                  "| model | setting | " + " | ".join(f"{e * 1e3:g}e-3" for e in first["eps"]) + " |",
+                  "|---|---|" + "---|" * len(first["eps"])]
+        for name, sw in sweeps.items():
+            for setting in SETTINGS:
+                lines.append(f"| {name} | {setting} | " + " | ".join(f"{a:.1f}" for a in sw[setting]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write(workdir, results, spec, config, baseline, title):
+    import os
+    recs = records(results, spec, config)
+    with open(os.path.join(workdir, "results.json"), "w") as f:
+        json.dump({"records": recs, "config": json.loads(config.to_json())}, f, indent=1)
+    with open(os.path.join(workdir, "results.md"), "w") as f:
+        f.write(markdown(results, spec, baseline, title))
+    return recs

@@ -1,0 +1,169 @@
+"""Robustness of trained models under audio, visual and joint attacks, per example and in aggregate.
+
+For every model and attack method, one jitted program per batch computes clean predictions and the
+predictions under the three settings of the paper: xA (audio attacked, eps_audio_only), xV (frame
+attacked, eps_visual_only) and xAV (both, eps_joint each). Per example it records whether each
+setting fooled the model, so that every joint success can be attributed: did an audio-only or a
+visual-only attack already succeed, or does it take both modalities?
+An eps sweep (accuracy-vs-eps curves) runs as one compiled program over the vector of eps values.
+"""
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.experimental import multihost_utils
+
+from avjax import attacks, parallel
+from avjax.data import pipeline
+
+SETTINGS = ("xA", "xV", "xAV")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalSpec:
+    """Static attack-evaluation settings (from config.eval)."""
+
+    methods: tuple = ("fgsm", "pgd", "mim")
+    units: str = "normalized"
+    variant: str = "standard"
+    loss: str = "ce"
+    cos_weight: float = 1.0
+    steps: int = 10
+    loop: str = "fori"
+    eps_audio_only: float = 0.012
+    eps_visual_only: float = 0.012
+    eps_joint: float = 0.006
+    mean: tuple = (0.485, 0.456, 0.406)
+    std: tuple = (0.229, 0.224, 0.225)
+    sweep_eps: tuple = ()
+    sweep_method: str = "pgd"
+
+    @classmethod
+    def from_config(cls, ec):
+        return cls(methods=tuple(ec.methods), units=ec.units, variant=ec.variant, loss=ec.loss,
+                   cos_weight=ec.cos_weight, steps=ec.steps, loop=ec.loop,
+                   eps_audio_only=ec.eps_audio_only, eps_visual_only=ec.eps_visual_only,
+                   eps_joint=ec.eps_joint, mean=tuple(ec.mean), std=tuple(ec.std),
+                   sweep_eps=tuple(ec.sweep_eps), sweep_method=ec.sweep_method)
+
+    def settings(self):
+        """(eps_visual, eps_audio) of xA, xV, xAV."""
+        return ((0.0, self.eps_audio_only), (self.eps_visual_only, 0.0), (self.eps_joint, self.eps_joint))
+
+    def attack_options(self, method):
+        opts = dict(units=self.units, loss=self.loss, cos_weight=self.cos_weight, mean=self.mean,
+                    std=self.std, variant=self.variant)
+        if method != "fgsm":
+            opts.update(steps=self.steps, loop=self.loop)
+        return opts
+
+
+def _correct(fns, image, audio, label):
+    return jnp.argmax(fns(image, audio)[0], -1) == label
+
+
+def attack_batch(fns, batch, spec: EvalSpec, method: str):
+    """-> {'clean': (B,) bool, 'xA': ..., 'xV': ..., 'xAV': ...} correctness per example."""
+    image, audio, label = batch["image"], batch["audio"], batch["label"]
+    out = {"clean": _correct(fns, image, audio, label)}
+    opts = spec.attack_options(method)
+    if method == "fgsm":
+        advs = attacks.fgsm_settings(fns, image, audio, label, spec.settings(), **opts)
+    else:
+        advs = []
+        for eps_v, eps_a in spec.settings():
+            cfg = attacks.make_config(method, eps_visual=eps_v, eps_audio=eps_a, **opts)
+            if cfg.attack_visual or cfg.attack_audio:
+                advs.append(attacks.run_attack(fns, image, audio, label, eps_v, eps_a, cfg))
+            else:
+                advs.append((image, audio))
+    for name, (adv_v, adv_a) in zip(SETTINGS, advs):
+        out[name] = _correct(fns, adv_v, adv_a, label)
+    return out
+
+
+def sweep_batch(fns, batch, spec: EvalSpec, eps_values):
+    """-> {setting: (E, B) correctness} for eps in `eps_values` (xAV uses eps on both), one program."""
+    image, audio, label = batch["image"], batch["audio"], batch["label"]
+    opts = spec.attack_options(spec.sweep_method)
+    out = {}
+    for name, (on_v, on_a) in zip(SETTINGS, ((False, True), (True, False), (True, True))):
+        cfg = attacks.make_config(spec.sweep_method, eps_visual=float(on_v), eps_audio=float(on_a), **opts)
+
+        def one(eps, cfg=cfg, on_v=on_v, on_a=on_a):
+            adv_v, adv_a = attacks.run_attack(fns, image, audio, label, eps * on_v, eps * on_a, cfg)
+            return _correct(fns, adv_v, adv_a, label)
+
+        out[name] = jax.lax.map(one, eps_values)
+    return out
+
+
+def _gather(x):
+    if jax.process_count() == 1:
+        return np.asarray(x)
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+
+def evaluate_model(fns, source, transform, spec: EvalSpec, *, batch_size, mesh=None,
+                   max_examples=0, workers=0):
+    """-> {'n', 'clean', method: {setting: accuracy}, 'per_example': ..., 'sweep': ...}."""
+    mesh = mesh or parallel.make_mesh()
+    local_batch = parallel.check_batch_size(batch_size, mesh)
+    fns = jax.device_put(fns, parallel.replicated(mesh))
+    jit_attack = jax.jit(attack_batch, static_argnames=("spec", "method"))
+    jit_sweep = jax.jit(sweep_batch, static_argnames=("spec",))
+    eps_values = jnp.asarray(spec.sweep_eps, jnp.float32)
+    per = {m: {k: [] for k in ("clean",) + SETTINGS} for m in spec.methods}
+    sweep = {k: [] for k in SETTINGS}
+    masks = []
+    seen = 0
+    for local in pipeline.eval_dataset(source, transform, batch_size=local_batch, workers=workers):
+        batch = parallel.global_batch(local, mesh)
+        mask = _gather(batch["mask"]) > 0
+        masks.append(mask)
+        for method in spec.methods:
+            res = jit_attack(fns, batch, spec, method)
+            for k, v in res.items():
+                per[method][k].append(_gather(v))
+        if spec.sweep_eps:
+            res = jit_sweep(fns, batch, spec, eps_values)
+            for k, v in res.items():
+                sweep[k].append(_gather(v))
+        seen += int(mask.sum())
+        if max_examples and seen >= max_examples:
+            break
+    mask = np.concatenate(masks)
+    out = {"n": int(mask.sum()), "methods": {}}
+    for method in spec.methods:
+        arrays = {k: np.concatenate(v)[mask] for k, v in per[method].items()}
+        out["methods"][method] = summarize(arrays)
+        out["methods"][method]["per_example"] = {k: v.astype(bool).tolist() for k, v in arrays.items()}
+    if spec.sweep_eps:
+        out["sweep"] = {"eps": list(spec.sweep_eps), "method": spec.sweep_method,
+                        **{k: (np.concatenate(v, axis=1)[:, mask].mean(1) * 100).tolist()
+                           for k, v in sweep.items()}}
+    if spec.methods:
+        out["clean"] = out["methods"][spec.methods[0]]["clean"]
+    return out
+
+
+def summarize(correct: dict) -> dict:
+    """Accuracies (%) and modality attribution of joint successes from per-example correctness."""
+    acc = {k: float(np.mean(v) * 100) for k, v in correct.items()}
+    acc["avg"] = float(np.mean([acc[s] for s in SETTINGS]))
+    clean = correct["clean"].astype(bool)
+    fooled = {s: clean & ~correct[s].astype(bool) for s in SETTINGS}
+    joint = fooled["xAV"]
+    single = fooled["xA"] | fooled["xV"]
+    acc["joint_successes"] = int(joint.sum())
+    acc["joint_only_share"] = float((joint & ~single).sum() / joint.sum() * 100) if joint.any() else 0.0
+    acc["joint_after_audio_share"] = float((joint & fooled["xA"]).sum() / joint.sum() * 100) if joint.any() else 0.0
+    acc["joint_after_visual_share"] = float((joint & fooled["xV"]).sum() / joint.sum() * 100) if joint.any() else 0.0
+    return acc
+
+
+def robustness_improvement(row: dict, base: dict) -> float:
+    """RI = (clean - clean_base) + (Avg - Avg_base), the appendix's definition."""
+    return (row["clean"] - base["clean"]) + (row["avg"] - base["avg"])

@@ -1,0 +1,61 @@
+"""Training objectives: cross-entropy plus the defenses that are loss terms (MinSim, MaxSim, PCL).
+
+MinSim (the released code): L = CE + w * mean_b cos(f_v^b, f_a^b)  ("multimodal dispersion").
+MaxSim (its sign-flipped baseline): L = CE - w * mean_b cos(f_v^b, f_a^b).
+PCL (Mustafa et al. 2019, the official code's form, spec section 5) on the fused feature f:
+    L = CE + w_prox * mean_b ||f_b - c_{y_b}||^2 - w_conprox * mean_{b, j != y_b} ||f_b - c'_j||^2
+with two learnable centre sets c (proximity) and c' (contrastive proximity).
+"""
+import jax.numpy as jnp
+import optax
+
+DEFENSES = ("none", "minsim", "maxsim", "pcl")
+
+
+def cosine_similarity(a, b, eps=1e-8):
+    """torch.nn.functional.cosine_similarity over the last axis."""
+    na = jnp.maximum(jnp.linalg.norm(a, axis=-1), eps)
+    nb = jnp.maximum(jnp.linalg.norm(b, axis=-1), eps)
+    return jnp.sum(a * b, axis=-1) / (na * nb)
+
+
+def masked_mean(x, mask):
+    return jnp.sum(x * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+
+
+def pcl_terms(fused, label, centres, con_centres):
+    """-> (proximity, contrastive proximity) per example (official-code squared distances)."""
+    d_prox = jnp.sum(jnp.square(fused - centres[label]), axis=-1)
+    d_all = jnp.sum(jnp.square(fused[:, None, :] - con_centres[None, :, :]), axis=-1)  # (B, C)
+    num_classes = con_centres.shape[0]
+    others = 1.0 - jnp.eye(num_classes, dtype=fused.dtype)[label]
+    d_con = jnp.sum(d_all * others, axis=-1) / (num_classes - 1)
+    return d_prox, d_con
+
+
+def objective(logits, out, label, defense_cfg, pcl_params=None, mask=None):
+    """-> (total loss, metrics dict). `defense_cfg` has `name` and `weight` (+ PCL weights)."""
+    mask = jnp.ones(label.shape, logits.dtype) if mask is None else mask
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), label)
+    metrics = {"ce": masked_mean(ce, mask),
+               "accuracy": masked_mean((jnp.argmax(logits, -1) == label).astype(jnp.float32), mask)}
+    total = metrics["ce"]
+    name = defense_cfg["name"]
+    if "visual" in out and "audio" in out:
+        cos = cosine_similarity(out["visual"].astype(jnp.float32), out["audio"].astype(jnp.float32))
+        metrics["cos"] = masked_mean(cos, mask)
+    if name in ("minsim", "maxsim"):
+        if "cos" not in metrics:
+            raise ValueError(f"defense {name!r} needs an audio-visual model")
+        sign = 1.0 if name == "minsim" else -1.0
+        total = total + sign * defense_cfg["weight"] * metrics["cos"]
+    elif name == "pcl":
+        prox, con = pcl_terms(out["fused"].astype(jnp.float32), label, pcl_params["centres"],
+                              pcl_params["con_centres"])
+        metrics["pcl_prox"], metrics["pcl_con"] = masked_mean(prox, mask), masked_mean(con, mask)
+        total = total + defense_cfg["prox_weight"] * metrics["pcl_prox"] \
+            - defense_cfg["con_weight"] * metrics["pcl_con"]
+    elif name != "none":
+        raise ValueError(f"unknown defense {name!r}; choose one of {DEFENSES}")
+    metrics["loss"] = total
+    return total, metrics

@@ -1,0 +1,46 @@
+"""Pure train / eval steps; bound to model, optimizer and config by `make_steps`, jitted by the loop."""
+import functools
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from avjax.train.losses import objective
+
+
+def train_step(state, batch, key, *, model, optimizer, defense_cfg, compute_dtype=None):
+    """-> (new state, metrics). Train-mode BatchNorm; one global-batch loss (data parallel by jit)."""
+    del key  # the models are deterministic in training; kept for dropout-like extensions
+
+    def loss_fn(params):
+        image, audio = batch["image"], batch["audio"]
+        if compute_dtype is not None:
+            image, audio = image.astype(compute_dtype), audio.astype(compute_dtype)
+        variables = {"params": {k: v for k, v in params.items() if k != "pcl"},
+                     "batch_stats": state.batch_stats}
+        (logits, out), updates = model.apply(variables, image, audio, train=True,
+                                             mutable=["batch_stats"])
+        loss, metrics = objective(logits, out, batch["label"], defense_cfg, params.get("pcl"))
+        return loss, (metrics, updates["batch_stats"])
+
+    grads, (metrics, batch_stats) = jax.grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics["grad_norm"] = optax.global_norm(grads)
+    return state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
+                         opt_state=opt_state), metrics
+
+
+def eval_step(state, batch, *, model, defense_cfg):
+    """-> sums over the (masked) batch: correct, loss, count; plus logits for per-example records."""
+    logits, out = model.apply(state.variables(), batch["image"], batch["audio"], train=False)
+    mask = batch.get("mask", jnp.ones(batch["label"].shape, jnp.float32))
+    _, metrics = objective(logits, out, batch["label"], defense_cfg, state.params.get("pcl"), mask)
+    n = jnp.sum(mask)
+    return {"correct": metrics["accuracy"] * n, "loss_sum": metrics["loss"] * n, "count": n}
+
+
+def make_steps(model, optimizer, defense_cfg, compute_dtype=None):
+    return (functools.partial(train_step, model=model, optimizer=optimizer, defense_cfg=defense_cfg,
+                              compute_dtype=compute_dtype),
+            functools.partial(eval_step, model=model, defense_cfg=defense_cfg))

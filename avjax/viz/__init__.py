@@ -1,0 +1,1 @@
+"""Plots: accuracy-vs-eps curves (and, later, heat maps and embeddings)."""

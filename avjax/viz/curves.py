@@ -1,0 +1,38 @@
+"""Accuracy-vs-eps curves in the shape of the appendix figures (2 and 3)."""
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+LABELS = {"xA": "AV, audio attacked (-A)", "xV": "AV, visual attacked (-V)",
+          "xAV": "AV, both attacked (-AV)"}
+
+
+def plot_sweep(path, sweeps: dict, av_name: str, title: str):
+    """`sweeps[name] = {'eps': [...], 'xA': [...], 'xV': [...], 'xAV': [...]}` per model.
+
+    The AV model gets one line per setting; unimodal models are drawn as dashed reference lines
+    (the audio model under audio attack, the visual model under visual attack).
+    """
+    fig, ax = plt.subplots(figsize=(6, 4))
+    av = sweeps[av_name]
+    eps_milli = [e * 1e3 for e in av["eps"]]
+    for setting, label in LABELS.items():
+        ax.plot(eps_milli, av[setting], marker="o", label=label)
+    for name, sweep in sweeps.items():
+        if name == av_name:
+            continue
+        modality = sweep.get("modality")
+        setting = {"audio": "xA", "visual": "xV"}.get(modality, "xAV")
+        ax.plot([e * 1e3 for e in sweep["eps"]], sweep[setting], linestyle="--", marker=".",
+                label=f"{name} ({modality} only), attacked")
+    ax.set_xlabel("attack strength eps (x1e-3)")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(title)
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
