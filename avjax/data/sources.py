@@ -24,7 +24,8 @@ def synthetic_spec(data_cfg) -> SyntheticSpec:
 def build(data_cfg):
     if data_cfg.name == "synthetic":
         spec = synthetic_spec(data_cfg)
-        sources = {split: SyntheticSource(spec, split) for split in SPLITS}
+        sources = {split: SyntheticSource(spec, split, cache=data_cfg.get('cache', False))
+                   for split in SPLITS}
         aug = data_cfg.augment
         train = functools.partial(augment.synthetic_train, flip_prob=aug.flip_prob,
                                   volume=tuple(aug.volume) if aug.volume else None)

@@ -66,6 +66,20 @@ def parameter_overview(params) -> str:
     return "\n".join(["parameters:"] + rows + [f"  {'total':14s} {total:>12,d}"])
 
 
+def training_config_hash(config) -> str:
+    """Hash of everything that determines a training trajectory (not evaluation settings)."""
+    import hashlib
+    import json
+    keys = ("seed", "data", "model", "train")
+    tree = {k: json.loads(config[k].to_json()) if hasattr(config[k], "to_json") else config[k]
+            for k in keys}
+    for section, field in (("data", "workers"), ("train", "log_every_steps"),
+                           ("train", "checkpoint_every_steps")):  # do not change the trajectory
+        tree[section].pop(field, None)
+    blob = json.dumps(tree, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
 def _to_host(tree):
     return jax.tree.map(lambda x: np.asarray(jax.device_get(x)), tree)
 
@@ -125,11 +139,17 @@ class Trainer:
         it = iter(ds)
         state = self.state
         best = _to_host(state.variables())
-        meta = {"epoch": 0, "best_accuracy": -1.0, "best_epoch": 0, "history": []}
+        meta = {"epoch": 0, "best_accuracy": -1.0, "best_epoch": 0, "history": [],
+                "config_hash": training_config_hash(self.config)}
         ckpt_dir = os.path.join(self.workdir, "checkpoints")
         with RunCheckpoints(ckpt_dir) as ckpts, _sigterm_flag() as sigterm:
             if ckpts.latest_step() is not None:
-                state, best, meta = ckpts.restore(state, best)
+                state, best, restored_meta = ckpts.restore(state, best)
+                if restored_meta.get("config_hash") != meta["config_hash"]:
+                    raise ValueError(
+                        f"{ckpt_dir} holds checkpoints of a different training config (hash "
+                        f"{restored_meta.get('config_hash')} != {meta['config_hash']}); use another workdir")
+                meta = restored_meta
                 it.set_state(meta["data_iterator"])
                 log.info("resumed from %s step %d (epoch %d)", ckpt_dir, int(state.step), meta["epoch"])
             start = int(state.step)

@@ -1,0 +1,87 @@
+"""The original's example preprocessing (spec section 1), with every size and rate configurable.
+
+Frame choice: train picks the centre frame uniformly in [margin + 1, n - margin] (1-based, margin =
+fps * 3 = 24 at 8 fps); eval takes n // 2. Audio: `length` samples centred at t = (frame - 0.5) / fps,
+tiled first when the clip is short, zero-padded at the edges (the sample at the window centre sits
+at index length // 2; as in the original, the last sample is always 0); train multiplies by
+U[volume) ; both clamp to [-1, 1]. Image: train resizes the shorter side to int(size * 1.1)
+(bicubic), random-crops `size` and flips with p 0.5; eval resizes to `size` and centre-crops.
+"""
+import dataclasses
+
+import numpy as np
+from PIL import Image
+
+
+@dataclasses.dataclass(frozen=True)
+class PreprocessSpec:
+    image_size: int = 224
+    train_resize_factor: float = 1.1
+    audio_len: int = 65535
+    audio_rate: int = 11025
+    fps: int = 8
+    margin_seconds: float = 3.0
+    flip_prob: float = 0.5
+    volume: tuple | None = (0.5, 1.5)
+
+
+def centre_frame(n_frames: int, train: bool, rng, spec: PreprocessSpec) -> int:
+    """1-based index of the frame the example is centred on."""
+    if n_frames < 1:
+        raise ValueError(f"n_frames must be >= 1, got {n_frames}")
+    if not train:
+        return max(1, n_frames // 2)
+    margin = int(spec.fps * spec.margin_seconds)
+    lo, hi = margin + 1, n_frames - margin
+    if hi < lo:  # shorter than two margins: any frame
+        lo, hi = 1, n_frames
+    return int(rng.integers(lo, hi + 1))
+
+
+def audio_window(wave: np.ndarray, frame: int, spec: PreprocessSpec) -> np.ndarray:
+    length = spec.audio_len
+    if wave.shape[0] < length:
+        wave = np.tile(wave, length // wave.shape[0] + 1)
+    half = length // 2
+    c = int((frame - 0.5) / spec.fps * spec.audio_rate)
+    start, end = max(0, c - half), min(wave.shape[0], c + half)
+    out = np.zeros(length, np.float32)
+    if end > start:
+        out[half - (c - start): half + (end - c)] = wave[start:end]
+    return out
+
+
+def resize_shorter(image: Image.Image, size: int) -> Image.Image:
+    """torchvision Resize(int): the shorter side becomes `size`, aspect kept (bicubic)."""
+    w, h = image.size
+    if w <= h:
+        ow, oh = size, int(size * h / w)
+    else:
+        oh, ow = size, int(size * w / h)
+    return image.resize((ow, oh), Image.BICUBIC)
+
+
+def image_transform(pixels: np.ndarray, train: bool, rng, spec: PreprocessSpec) -> np.ndarray:
+    """uint8 RGB (H, W, 3) -> float32 (size, size, 3) in [0, 1]."""
+    size = spec.image_size
+    image = Image.fromarray(pixels)
+    if train:
+        image = resize_shorter(image, int(size * spec.train_resize_factor))
+        w, h = image.size
+        top, left = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
+        image = image.crop((left, top, left + size, top + size))
+        if rng.uniform() < spec.flip_prob:
+            image = image.transpose(Image.FLIP_LEFT_RIGHT)
+    else:
+        image = resize_shorter(image, size)
+        w, h = image.size
+        top, left = int(round((h - size) / 2.0)), int(round((w - size) / 2.0))
+        image = image.crop((left, top, left + size, top + size))
+    return np.asarray(image, np.float32) / 255.0
+
+
+def audio_transform(wave: np.ndarray, frame: int, train: bool, rng, spec: PreprocessSpec) -> np.ndarray:
+    audio = audio_window(wave, frame, spec)
+    if train and spec.volume is not None:
+        audio = audio * rng.uniform(*spec.volume)
+    return np.clip(audio, -1.0, 1.0).astype(np.float32)
