@@ -15,6 +15,7 @@ RUNTIME = [
     "grain==0.2.18",
     "tensorflow-datasets==4.9.10",  # used without TensorFlow (array_record + tfds.data_source)
     "array-record==0.8.6",
+    "importlib-resources==7.1.0",  # needed by tensorflow-datasets builders (etils lazy import)
     "av==18.1.0",
     "soundfile==0.14.0",
     "pillow==13.0.0",

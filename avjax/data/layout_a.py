@@ -142,13 +142,23 @@ class LayoutASource:
         return self.rows[int(index)]
 
 
-def load_example(row: Row, train: bool, rng, spec: preprocess.PreprocessSpec) -> dict:
-    frame = preprocess.centre_frame(row.n_frames, train, rng, spec)
-    pixels = media.read_image(_frame_path(row.frames, frame))
-    wave = media.read_audio(row.audio, spec.audio_rate)
+def load_example(row, train: bool, rng, spec: preprocess.PreprocessSpec) -> dict:
+    """A Row (files) or a TFDS layout-A record -> a model-ready example (spec section 1)."""
+    if isinstance(row, Row):
+        frame = preprocess.centre_frame(row.n_frames, train, rng, spec)
+        pixels = media.read_image(_frame_path(row.frames, frame))
+        wave = media.read_audio(row.audio, spec.audio_rate)
+        label, ident = row.label, row.id
+    else:
+        from avjax.data.tfds.builders import frame_from_record
+        frame = preprocess.centre_frame(int(row["n_frames"]), train, rng, spec)
+        pixels = frame_from_record(row, frame)
+        wave = np.asarray(row["audio"], np.float32)
+        label, ident = int(row["label"]), row["id"]
+        ident = ident.decode() if isinstance(ident, bytes) else ident
     return {"image": preprocess.image_transform(pixels, train, rng, spec),
             "audio": preprocess.audio_transform(wave, frame, train, rng, spec),
-            "label": np.int32(row.label), "id": row.id}
+            "label": np.int32(label), "id": ident}
 
 
 def preprocess_spec(data_cfg) -> preprocess.PreprocessSpec:
@@ -164,7 +174,10 @@ def build(data_cfg):
     classes = tuple(data_cfg.classes) if data_cfg.get("classes") else CLASSES[data_cfg.preset]
     report = SkipReport()
     sources = {}
-    for split in ("train", "val", "test"):
+    if data_cfg.get("source") == "tfds":
+        from avjax.data.tfds import build_and_load
+        sources = build_and_load(data_cfg.preset, data_cfg.tfds_dir, manual_dir=data_cfg.root)
+    for split in () if sources else ("train", "val", "test"):
         csv_path = data_cfg.csv[split] or os.path.join(data_cfg.root, CSV_NAMES[data_cfg.preset][split])
         rows = read_rows(csv_path, classes, data_cfg.audio_root or os.path.join(data_cfg.root, "audio"),
                          data_cfg.frames_root or os.path.join(data_cfg.root, "frames"),
