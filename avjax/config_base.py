@@ -33,7 +33,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.augment = ml_collections.ConfigDict(dict(flip_prob=0.5, volume=(0.5, 1.5)))
 
     c.model = ml_collections.ConfigDict(dict(
-        modality="av", fusion="concat", num_classes=8, width=1.0, visual_pool="avg", dtype=None))
+        modality="av", fusion="concat", num_classes=8, width=1.0, visual_pool="avg",
+        dtype="")) # compute dtype: '' follows inputs/params (float32); 'bfloat16' on accelerators
 
     c.train = ml_collections.ConfigDict()
     c.train.batch_size = 48
@@ -43,7 +44,6 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.lr_decay = 0.1
     c.train.momentum = 0.9
     c.train.weight_decay = 1e-4
-    c.train.compute_dtype = ""          # '' = inputs' dtype; 'bfloat16' on accelerators
     c.train.log_every_steps = 20
     c.train.checkpoint_every_steps = 0  # 0: at epoch ends (and on SIGTERM) only
     c.train.visual_init = ""            # torchvision resnet18 .pth/.safetensors for ImageNet init
@@ -70,13 +70,14 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval.loss = "ce"                 # 'ce+cos': the original's defense-evaluation attacker
     c.eval.cos_weight = 1.0
     c.eval.steps = 10
-    c.eval.loop = "fori"
+    c.eval.loop = "auto"               # attack loop: unroll on CPU, fori_loop elsewhere
     # (eps_visual, eps_audio) of the single-audio, single-visual and joint settings (main_attack.py)
     c.eval.eps_audio_only = 0.012
     c.eval.eps_visual_only = 0.012
     c.eval.eps_joint = 0.006
     c.eval.sweep_eps = ()              # eps values (x1e-3 in the figures) for accuracy-vs-eps curves
     c.eval.sweep_method = "pgd"
+    c.eval.sweep_max_examples = 0      # 0: the whole evaluated set
     c.eval.max_examples = 0            # 0: the whole test split
     return c
 

@@ -115,6 +115,7 @@ def evaluate(config, workdir) -> dict:
         log.info("evaluated %s in %.1f s: clean %.2f%%", name, time.perf_counter() - t0, res["clean"])
         results[name] = res
     baseline = config.baseline if config.baseline in results else next(iter(results))
+    results = {baseline: results[baseline], **{k: v for k, v in results.items() if k != baseline}}
     if jax.process_index() == 0:
         title = f"avjax robustness: {config.data.name}"
         report.write(workdir, results, spec, config, baseline, title)

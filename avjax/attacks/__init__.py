@@ -29,7 +29,7 @@ def _nonzero(eps) -> bool:
 
 def make_config(method, *, eps_visual, eps_audio, units="pixel", steps=10, step_fraction=1.0 / 8.0,
                 momentum=1.0, random_start=False, restarts=1, loss="ce", cos_weight=1.0,
-                variant="standard", loop="fori", mean=IMAGENET_MEAN, std=IMAGENET_STD) -> AttackConfig:
+                variant="standard", loop="auto", mean=IMAGENET_MEAN, std=IMAGENET_STD) -> AttackConfig:
     """The static AttackConfig of an attack call (which modalities, units, loop, variant...)."""
     if method == "fgsm":
         steps, step_fraction = 1, 1.0

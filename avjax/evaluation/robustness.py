@@ -31,7 +31,7 @@ class EvalSpec:
     loss: str = "ce"
     cos_weight: float = 1.0
     steps: int = 10
-    loop: str = "fori"
+    loop: str = "auto"
     eps_audio_only: float = 0.012
     eps_visual_only: float = 0.012
     eps_joint: float = 0.006
@@ -39,6 +39,7 @@ class EvalSpec:
     std: tuple = (0.229, 0.224, 0.225)
     sweep_eps: tuple = ()
     sweep_method: str = "pgd"
+    sweep_max_examples: int = 0
 
     @classmethod
     def from_config(cls, ec):
@@ -46,7 +47,8 @@ class EvalSpec:
                    cos_weight=ec.cos_weight, steps=ec.steps, loop=ec.loop,
                    eps_audio_only=ec.eps_audio_only, eps_visual_only=ec.eps_visual_only,
                    eps_joint=ec.eps_joint, mean=tuple(ec.mean), std=tuple(ec.std),
-                   sweep_eps=tuple(ec.sweep_eps), sweep_method=ec.sweep_method)
+                   sweep_eps=tuple(ec.sweep_eps), sweep_method=ec.sweep_method,
+                   sweep_max_examples=ec.get("sweep_max_examples", 0))
 
     def settings(self):
         """(eps_visual, eps_audio) of xA, xV, xAV."""
@@ -85,7 +87,10 @@ def attack_batch(fns, batch, spec: EvalSpec, method: str):
 
 
 def sweep_batch(fns, batch, spec: EvalSpec, eps_values):
-    """-> {setting: (E, B) correctness} for eps in `eps_values` (xAV uses eps on both), one program."""
+    """-> {setting: (E, B) correctness} for eps in `eps_values` (xAV uses eps on both), one program.
+
+    The eps axis is vectorised (memory grows with the number of eps values; lower
+    `eval.sweep_max_examples` or the batch size when it does not fit)."""
     image, audio, label = batch["image"], batch["audio"], batch["label"]
     opts = spec.attack_options(spec.sweep_method)
     out = {}
@@ -96,7 +101,8 @@ def sweep_batch(fns, batch, spec: EvalSpec, eps_values):
             adv_v, adv_a = attacks.run_attack(fns, image, audio, label, eps * on_v, eps * on_a, cfg)
             return _correct(fns, adv_v, adv_a, label)
 
-        out[name] = jax.lax.map(one, eps_values)
+        # vmap: all eps values as one batched program (no loop around the attack's conv gradients)
+        out[name] = jax.vmap(one)(eps_values)
     return out
 
 
@@ -127,7 +133,7 @@ def evaluate_model(fns, source, transform, spec: EvalSpec, *, batch_size, mesh=N
             res = jit_attack(fns, batch, spec, method)
             for k, v in res.items():
                 per[method][k].append(_gather(v))
-        if spec.sweep_eps:
+        if spec.sweep_eps and not (spec.sweep_max_examples and seen >= spec.sweep_max_examples):
             res = jit_sweep(fns, batch, spec, eps_values)
             for k, v in res.items():
                 sweep[k].append(_gather(v))
@@ -141,8 +147,10 @@ def evaluate_model(fns, source, transform, spec: EvalSpec, *, batch_size, mesh=N
         out["methods"][method] = summarize(arrays)
         out["methods"][method]["per_example"] = {k: v.astype(bool).tolist() for k, v in arrays.items()}
     if spec.sweep_eps:
+        sweep_mask = mask[: sum(x.shape[1] for x in sweep["xA"])]
         out["sweep"] = {"eps": list(spec.sweep_eps), "method": spec.sweep_method,
-                        **{k: (np.concatenate(v, axis=1)[:, mask].mean(1) * 100).tolist()
+                        "n": int(sweep_mask.sum()),
+                        **{k: (np.concatenate(v, axis=1)[:, sweep_mask].mean(1) * 100).tolist()
                            for k, v in sweep.items()}}
     if spec.methods:
         out["clean"] = out["methods"][spec.methods[0]]["clean"]

@@ -107,8 +107,7 @@ class Trainer:
                            init_variables=init_variables)
         log.info("%s\n%s", type(self.model).__name__, parameter_overview(state.params))
         self.state = parallel.replicate(state, self.mesh)
-        train_step, eval_step = make_steps(self.model, self.optimizer, tc.defense,
-                                           compute_dtype=tc.get("compute_dtype") or None)
+        train_step, eval_step = make_steps(self.model, self.optimizer, tc.defense)
         rep, dat = parallel.replicated(self.mesh), parallel.data_sharded(self.mesh)
         self.p_train = jax.jit(train_step, in_shardings=(rep, dat, rep), out_shardings=(rep, rep),
                                donate_argnums=0)

@@ -8,14 +8,16 @@ import optax
 from avjax.train.losses import objective
 
 
-def train_step(state, batch, key, *, model, optimizer, defense_cfg, compute_dtype=None):
-    """-> (new state, metrics). Train-mode BatchNorm; one global-batch loss (data parallel by jit)."""
+def train_step(state, batch, key, *, model, optimizer, defense_cfg):
+    """-> (new state, metrics). Train-mode BatchNorm; one global-batch loss (data parallel by jit).
+
+    Compute precision is the model's (`config.model.dtype`, e.g. 'bfloat16' on accelerators);
+    parameters, BatchNorm statistics and the loss stay in float32.
+    """
     del key  # the models are deterministic in training; kept for dropout-like extensions
 
     def loss_fn(params):
         image, audio = batch["image"], batch["audio"]
-        if compute_dtype is not None:
-            image, audio = image.astype(compute_dtype), audio.astype(compute_dtype)
         variables = {"params": {k: v for k, v in params.items() if k != "pcl"},
                      "batch_stats": state.batch_stats}
         (logits, out), updates = model.apply(variables, image, audio, train=True,
@@ -40,7 +42,6 @@ def eval_step(state, batch, *, model, defense_cfg):
     return {"correct": metrics["accuracy"] * n, "loss_sum": metrics["loss"] * n, "count": n}
 
 
-def make_steps(model, optimizer, defense_cfg, compute_dtype=None):
-    return (functools.partial(train_step, model=model, optimizer=optimizer, defense_cfg=defense_cfg,
-                              compute_dtype=compute_dtype),
+def make_steps(model, optimizer, defense_cfg):
+    return (functools.partial(train_step, model=model, optimizer=optimizer, defense_cfg=defense_cfg),
             functools.partial(eval_step, model=model, defense_cfg=defense_cfg))

@@ -24,8 +24,10 @@ def plot_sweep(path, sweeps: dict, av_name: str, title: str):
             continue
         modality = sweep.get("modality")
         setting = {"audio": "xA", "visual": "xV"}.get(modality, "xAV")
-        ax.plot([e * 1e3 for e in sweep["eps"]], sweep[setting], linestyle="--", marker=".",
-                label=f"{name} ({modality} only), attacked")
+        line, = ax.plot([e * 1e3 for e in sweep["eps"]], sweep[setting], linestyle="--", marker=".",
+                        label=f"{name} ({modality} only), attacked")
+        ax.axhline(sweep[setting][0], color=line.get_color(), linestyle=":", linewidth=1,
+                   label=f"{name} ({modality} only), clean")
     ax.set_xlabel("attack strength eps (x1e-3)")
     ax.set_ylabel("accuracy (%)")
     ax.set_title(title)

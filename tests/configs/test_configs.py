@@ -1,0 +1,118 @@
+"""Every config and variant loads and locks; every runlocal variant trains one step."""
+import importlib.util
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from avjax import parallel
+from avjax.data import layout_a, pipeline, prepare, sources
+from avjax.models import FUSIONS, build
+from avjax.train.losses import DEFENSES
+from avjax.train.optimizer import make_optimizer
+from avjax.train.state import init_state
+from avjax.train.steps import make_steps
+from tests.data import fixtures
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CONFIGS = ("synthetic", "ave", "music", "kinetics")
+VARIANTS = ([""] + [f"fusion={f}" for f in FUSIONS] + [f"modality={m}" for m in ("av", "audio", "visual")]
+            + [f"defense={d}" for d in DEFENSES])
+PAPER_ONLY = ["recipe=appendix", "recipe=code"]
+
+
+def load(name, arg):
+    spec = importlib.util.spec_from_file_location(f"configs_{name}", os.path.join(REPO, "configs", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config(arg)
+    config.lock()
+    return config
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+@pytest.mark.parametrize("variant", VARIANTS + PAPER_ONLY)
+def test_config_loads_and_locks(name, variant):
+    if variant in PAPER_ONLY and name == "synthetic":
+        pytest.skip("recipe= is a paper-config variant")
+    for arg in (variant, ",".join(filter(None, [variant, "runlocal"]))):
+        config = load(name, arg or None)
+        with pytest.raises(AttributeError):
+            config.not_a_field = 1
+        build(config.model)
+        assert config.baseline in config.runs
+        for run in config.runs.values():
+            assert run.modality in ("av", "audio", "visual")
+
+
+def test_unknown_variant_and_recipe_are_errors():
+    with pytest.raises(ValueError, match="unknown config variant"):
+        load("synthetic", "fusoin=film")
+    with pytest.raises(ValueError, match="unknown recipe"):
+        load("ave", "recipe=mine")
+
+
+def test_paper_defaults_follow_the_released_code():
+    music, ave, ks = load("music", None), load("ave", None), load("kinetics", None)
+    assert (music.train.num_epochs, tuple(music.train.lr_steps), music.train.batch_size) == (100, (30, 60, 90), 36)
+    assert (ave.train.num_epochs, tuple(ave.train.lr_steps), ave.train.batch_size) == (30, (10, 20), 48)
+    assert (ks.model.num_classes, music.model.num_classes, ave.model.num_classes) == (27, 11, 28)
+    assert (ave.train.lr.audio, ave.train.lr.visual, ave.train.lr.head) == (1e-3, 1e-4, 1e-3)
+    appendix = load("ave", "recipe=appendix")
+    assert (appendix.train.lr.audio, appendix.train.lr.visual, appendix.train.num_epochs) == (1e-4, 1e-3, 100)
+    assert ave.model.visual_pool == "avg" and ave.eval.units == "normalized"
+
+
+@pytest.fixture(scope="module")
+def layout_roots(tmp_path_factory):
+    """A tiny prepared layout-A folder per preset (two classes of the preset, real mp4s)."""
+    roots = {}
+    for preset in ("ave", "music", "kinetics_sounds"):
+        videos = tmp_path_factory.mktemp(f"{preset}_videos")
+        for cls in layout_a.CLASSES[preset][:2]:
+            os.makedirs(videos / cls)
+            for i in range(3):
+                fixtures.make_video(videos / cls / f"v{i}.mp4", seconds=1.0, fps=8, size=(40, 32))
+        items = prepare.items_from_class_tree(str(videos))
+        items = [prepare.Item(it.video, it.label, s, it.id)
+                 for it, s in zip(items, ["train", "train", "val", "train", "test", "train"])]
+        out = tmp_path_factory.mktemp(f"{preset}_a")
+        prepare.prepare(items, str(out), csv_names=layout_a.CSV_NAMES[preset], progress=False)
+        roots[preset] = str(out)
+    return roots
+
+
+def _one_step(config):
+    srcs, tfs = sources.build(config.data)
+    model = build(config.model)
+    optimizer = make_optimizer(config.train, 1)
+    example = srcs["train"][0] if config.data.name == "synthetic" else tfs["eval"](srcs["train"][0])
+    state = init_state(model, optimizer, jax.random.key(0), np.shape(example["image"]),
+                       np.shape(example["audio"])[-1], config.model.num_classes,
+                       defense=config.train.defense.name)
+    mesh = parallel.make_mesh()
+    train_step, _ = make_steps(model, optimizer, config.train.defense)
+    batch = next(iter(pipeline.train_dataset(srcs["train"], tfs["train"],
+                                             batch_size=config.train.batch_size, seed=0)))
+    state, metrics = jax.jit(train_step)(parallel.replicate(state, mesh),
+                                         parallel.global_batch(batch, mesh), jax.random.key(0))
+    assert int(state.step) == 1 and np.isfinite(float(metrics["loss"]))
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_synthetic_runlocal_variant_trains_one_step(variant):
+    config = load("synthetic", ",".join(filter(None, [variant, "runlocal"])))
+    for name in config.runs:
+        from avjax.experiment import run_config
+        _one_step(run_config(config, name))
+
+
+@pytest.mark.parametrize("name", ["ave", "music", "kinetics"])
+@pytest.mark.parametrize("variant", ["", "defense=pcl", "fusion=gated_concat", "recipe=appendix"])
+def test_paper_runlocal_variant_trains_one_step(layout_roots, name, variant):
+    config = load(name, ",".join(filter(None, [variant, "runlocal"])))
+    config.unlock()
+    config.data.root = layout_roots[config.data.preset]
+    from avjax.experiment import run_config
+    _one_step(run_config(config, list(config.runs)[-1]))
