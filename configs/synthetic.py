@@ -44,6 +44,9 @@ def get_config(arg=None):
     config_base.apply_common_variants(c, variants)
     if variants.get("runlocal"):
         c.data.synthetic.sizes = (16, 8, 8)
+        c.data.synthetic.image_size = 32
+        c.data.synthetic.audio_len = 4096
+        c.model.width = 0.125
         c.train.batch_size = 8
         c.train.num_epochs = 1
         c.eval.batch_size = 8
