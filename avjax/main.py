@@ -38,7 +38,12 @@ def main(argv):
     if jax.process_index() == 0:
         from tensorboardX import SummaryWriter
         writer_factory = lambda name: SummaryWriter(os.path.join(workdir, "tb", name))  # noqa: E731
-    experiment.run(FLAGS.config, workdir, writer_factory)
+    from avjax.train.loop import Preempted
+    try:
+        experiment.run(FLAGS.config, workdir, writer_factory)
+    except Preempted as e:
+        logging.warning("%s; run the same command again to resume", e)
+        return
     results_md = os.path.join(workdir, "results.md")
     if jax.process_index() == 0 and os.path.exists(results_md):
         print(open(results_md).read())

@@ -184,11 +184,12 @@ def _set(tree, path, value):
     tree[path[-1]] = value
 
 
-def port_state_dict(state_dict, table, expected, source, *, ignored=(), dtype=np.float32):
+def port_state_dict(state_dict, table, expected, source, *, ignored=(), dtype=None):
     """Fill a Flax variable tree from `state_dict` through `table`; `expected` gives leaf shapes.
 
     Every table key must be present, every source key consumed (or listed in `ignored`; BatchNorm
     `num_batches_tracked` counters are dropped), every shape right and every value finite.
+    `dtype` None keeps each tensor's floating dtype (a float64 checkpoint stays float64).
     """
     state_dict = _strip_module_prefix(dict(state_dict))
     wanted = {entry[0] for entry in table}
@@ -215,7 +216,8 @@ def port_state_dict(state_dict, table, expected, source, *, ignored=(), dtype=np
             raise CheckpointError(f"{source}: key {key!r} has dtype {value.dtype}, expected floating point")
         if not np.all(np.isfinite(value)):
             raise CheckpointError(f"{source}: key {key!r} holds non-finite values")
-        _set(variables.setdefault(collection, {}), path, np.ascontiguousarray(value, dtype=dtype))
+        _set(variables.setdefault(collection, {}), path,
+             np.ascontiguousarray(value, dtype=dtype or value.dtype))
     covered = {(collection,) + path for _, collection, path, _ in table}
     for leaf_path, _ in jax.tree_util.tree_flatten_with_path(expected)[0]:
         names = tuple(k.key for k in leaf_path)
@@ -232,7 +234,7 @@ def _expected_shapes(module, image_size=32, audio_len=4096):
     return jax.eval_shape(lambda: module.init(jax.random.key(0), image, audio))
 
 
-def resnet18_from_torchvision(state_dict_or_path, *, dtype=np.float32):
+def resnet18_from_torchvision(state_dict_or_path, *, dtype=None):
     """Flax variables (`params`, `batch_stats`) of the avjax ResNet18 trunk from torchvision's file.
 
     The ImageNet `fc` layer is not part of the trunk and is dropped explicitly.
@@ -298,11 +300,12 @@ def find_original_files(path, tag: str | None = None) -> dict[str, str]:
 
 
 def load_original_checkpoint(path, num_classes: int | None = None, *, tag: str | None = None,
-                             dtype=np.float32):
+                             dtype=None):
     """-> (module, variables) of the avjax model equal to an original-code checkpoint.
 
     The module is an AVClassifier with the concat head and average visual pooling (what the released
     code computes: torchvision's avgpool is kept). `num_classes`, when given, must match `fc1`.
+    `dtype` None keeps the checkpoint's precision (float32 files give float32 variables).
     """
     files = find_original_files(path, tag)
     state = {part: load_state_dict(f) for part, f in files.items()}
@@ -318,7 +321,7 @@ def load_original_checkpoint(path, num_classes: int | None = None, *, tag: str |
     return module, port_original_states(state, module, sources=files, dtype=dtype)
 
 
-def port_original_states(states, module, *, sources=None, dtype=np.float32):
+def port_original_states(states, module, *, sources=None, dtype=None):
     """Variables of `module` (a concat AVClassifier, any width) from the three original state_dicts."""
     sources = sources or {part: f"{part} state_dict" for part in _PARTS}
     expected = _expected_shapes(module)

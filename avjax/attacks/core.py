@@ -150,28 +150,24 @@ def run_attack(logits_fn, image, audio, label, eps_visual, eps_audio, cfg: Attac
     alpha_v, alpha_a = eps_v * cfg.step_fraction, eps_a * cfg.step_fraction
     per_example = not original
 
+    def signed_step(x, x0, g, mom, alpha, eps, lower):
+        """One PGD / MIM update of one modality, before its bounds clamp."""
+        if cfg.method == "mim":
+            mom = _l1_normalise(g, per_example) + cfg.momentum * mom
+            g = mom
+        x = x + alpha * jnp.sign(g)
+        if cfg.method == "mim" and original:
+            return _original_mim_projection(x, eps, lower), mom
+        return x0 + jnp.clip(x - x0, -eps, eps), mom
+
     def step(_, carry):
         pix_v, z, aud, mom_v, mom_a = carry
         g_v, g_a, _ = gradients(pix_v, aud)
         if attack_v:
-            if cfg.method == "mim":
-                mom_v = _l1_normalise(g_v, per_example) + cfg.momentum * mom_v
-                g_v = mom_v
-            z = z + alpha_v * jnp.sign(g_v)
-            if cfg.method == "mim" and original:
-                z = _original_mim_projection(z, eps_v, 0.0)
-            else:
-                z = z0 + jnp.clip(z - z0, -eps_v, eps_v)
+            z, mom_v = signed_step(z, z0, g_v, mom_v, alpha_v, eps_v, 0.0)
             pix_v, z = space.clamp(z)
         if attack_a:
-            if cfg.method == "mim":
-                mom_a = _l1_normalise(g_a, per_example) + cfg.momentum * mom_a
-                g_a = mom_a
-            aud = aud + alpha_a * jnp.sign(g_a)
-            if cfg.method == "mim" and original:
-                aud = _original_mim_projection(aud, eps_a, AUDIO_BOUNDS[0])
-            else:
-                aud = audio + jnp.clip(aud - audio, -eps_a, eps_a)
+            aud, mom_a = signed_step(aud, audio, g_a, mom_a, alpha_a, eps_a, AUDIO_BOUNDS[0])
             aud = jnp.clip(aud, *AUDIO_BOUNDS)
         return pix_v, z, aud, mom_v, mom_a
 

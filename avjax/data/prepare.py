@@ -47,6 +47,13 @@ def _norm_label(label):
     return label.strip().replace(" ", "_")
 
 
+def _authors_choice(vid, label, split, split_of):
+    """(label, split) from the authors' lists when given (None: the video is not in them)."""
+    if split_of is None:
+        return label, split
+    return split_of.get(vid)
+
+
 def _seeded_split(ids, seed, fractions=(0.6, 0.2, 0.2)):
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(ids))
@@ -80,14 +87,10 @@ def items_from_class_tree(root, split_of=None, seed=0):
     seeded = _seeded_split(ids, seed)
     items = []
     for video, vid in zip(videos, ids):
-        label = _norm_label(os.path.basename(os.path.dirname(video)))
-        if split_of is not None:
-            if vid not in split_of:
-                continue
-            label, split = split_of[vid]
-        else:
-            split = seeded[vid]
-        items.append(Item(video, label, split, vid))
+        choice = _authors_choice(vid, _norm_label(os.path.basename(os.path.dirname(video))),
+                                 seeded[vid], split_of)
+        if choice is not None:
+            items.append(Item(video, *choice, vid))
     return items
 
 
@@ -132,15 +135,11 @@ def items_from_ave(root, split_of=None):
         for category, vid, *_ in parse_ave_lines(path):
             if category not in AVE_CATEGORY_TO_FOLDER:
                 raise ValueError(f"{path}: unknown AVE category {category!r}")
-            label, item_split = AVE_CATEGORY_TO_FOLDER[category], split
-            if split_of is not None:
-                if vid not in split_of:
-                    continue
-                label, item_split = split_of[vid]
-            if (vid, label, item_split) in seen:
+            choice = _authors_choice(vid, AVE_CATEGORY_TO_FOLDER[category], split, split_of)
+            if choice is None or (vid,) + choice in seen:
                 continue
-            seen.add((vid, label, item_split))
-            items.append(Item(os.path.join(video_dir, f"{vid}.mp4"), label, item_split, vid))
+            seen.add((vid,) + choice)
+            items.append(Item(os.path.join(video_dir, f"{vid}.mp4"), *choice, vid))
     return items
 
 
@@ -154,13 +153,9 @@ def items_from_music(json_path, video_dir, split_of=None, seed=0):
     seeded = _seeded_split([vid for _, vid in pairs], seed)
     items = []
     for label, vid in pairs:
-        if split_of is not None:
-            if vid not in split_of:
-                continue
-            label, split = split_of[vid]
-        else:
-            split = seeded[vid]
-        items.append(Item(found.get(vid, os.path.join(video_dir, f"{vid}.mp4")), _norm_label(label), split, vid))
+        choice = _authors_choice(vid, _norm_label(label), seeded[vid], split_of)
+        if choice is not None:
+            items.append(Item(found.get(vid, os.path.join(video_dir, f"{vid}.mp4")), *choice, vid))
     return items
 
 
@@ -179,14 +174,11 @@ def items_from_k400(root, split_of=None, classes=None):
             for rec in csv.DictReader(f):
                 vid, label = rec["youtube_id"], _norm_label(rec["label"])
                 split = {"validate": "val"}.get(rec.get("split", split_name), rec.get("split", split_name))
-                if split_of is not None:
-                    if vid not in split_of:
-                        continue
-                    label, split = split_of[vid]
-                elif wanted is not None and label not in wanted:
+                choice = _authors_choice(vid, label, split, split_of)
+                if choice is None or (split_of is None and wanted is not None and label not in wanted):
                     continue
                 items.append(Item(videos.get(vid, os.path.join(root, split_name, f"{vid}.mp4")),
-                                  label, split, vid))
+                                  *choice, vid))
     if not items:
         raise FileNotFoundError(f"{root}: no annotations/{{train,val,test}}.csv rows matched")
     return items

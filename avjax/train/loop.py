@@ -80,6 +80,11 @@ def training_config_hash(config) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+@jax.jit
+def _all_finite(tree):
+    return jnp.all(jnp.asarray([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
+
+
 def _to_host(tree):
     return jax.tree.map(lambda x: np.asarray(jax.device_get(x)), tree)
 
@@ -155,6 +160,10 @@ class Trainer:
             key = jax.random.key(self.config.seed)
 
             def save(step):
+                if not bool(_all_finite(state.params)):
+                    raise NonFiniteLossError(
+                        f"non-finite parameters after step {step}; not saved, the last good checkpoint "
+                        f"in {ckpt_dir} is kept (step {ckpts.latest_step()})")
                 ckpts.save(step, state, best, dict(meta, data_iterator=it.get_state()))
 
             bar = tqdm(total=self.total_steps, initial=start, desc="train", unit="step",

@@ -116,3 +116,10 @@ def test_paper_runlocal_variant_trains_one_step(layout_roots, name, variant):
     config.data.root = layout_roots[config.data.preset]
     from avjax.experiment import run_config
     _one_step(run_config(config, list(config.runs)[-1]))
+
+
+def test_bfloat16_compute_trains_one_step():
+    config = load("synthetic", "runlocal,modality=av")
+    config.unlock()
+    config.model.dtype = "bfloat16"
+    _one_step(config)

@@ -24,26 +24,45 @@ def _summary(workdir):
     return out
 
 
-def test_resume_after_sigkill_equals_uninterrupted(tmp_path):
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    straight = tmp_path / "straight"
-    subprocess.run(_command(straight), cwd=REPO, env=env, check=True, capture_output=True, timeout=600)
+ENV = dict(os.environ, PYTHONUNBUFFERED="1")
 
-    killed = tmp_path / "killed"
-    proc = subprocess.Popen(_command(killed), cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    ckpt_dir = killed / "runs" / "av" / "checkpoints"
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("straight")
+    subprocess.run(_command(workdir), cwd=REPO, env=ENV, check=True, capture_output=True, timeout=600)
+    return _summary(workdir)
+
+
+def _interrupt(workdir, sig):
+    """Start a run, send `sig` once its first checkpoint exists, wait for it to end."""
+    proc = subprocess.Popen(_command(workdir), cwd=REPO, env=ENV, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    ckpt_dir = workdir / "runs" / "av" / "checkpoints"
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
-        steps = [d for d in (os.listdir(ckpt_dir) if ckpt_dir.exists() else []) if d.isdigit()]
-        if steps:
+        if any(d.isdigit() for d in (os.listdir(ckpt_dir) if ckpt_dir.exists() else [])):
             break
         time.sleep(0.05)
-    assert proc.poll() is None, "the run finished before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert not (killed / "runs" / "av" / "train.json").exists()
-    resumed = subprocess.run(_command(killed), cwd=REPO, env=env, check=True, capture_output=True,
+    assert proc.poll() is None, "the run finished before it could be interrupted"
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=300)
+    assert not (workdir / "runs" / "av" / "train.json").exists()
+    return proc.returncode, err
+
+
+def test_resume_after_sigkill_equals_uninterrupted(tmp_path, straight):
+    killed = tmp_path / "killed"
+    _interrupt(killed, signal.SIGKILL)
+    resumed = subprocess.run(_command(killed), cwd=REPO, env=ENV, check=True, capture_output=True,
                              text=True, timeout=600)
     assert "resumed from" in resumed.stdout + resumed.stderr
-    assert _summary(killed) == _summary(straight)
+    assert _summary(killed) == straight
+
+
+def test_sigterm_saves_exits_cleanly_and_resumes(tmp_path, straight):
+    workdir = tmp_path / "preempted"
+    code, err = _interrupt(workdir, signal.SIGTERM)
+    assert code == 0 and "SIGTERM: checkpoint saved" in err
+    subprocess.run(_command(workdir), cwd=REPO, env=ENV, check=True, capture_output=True, timeout=600)
+    assert _summary(workdir) == straight
