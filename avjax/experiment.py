@@ -68,7 +68,8 @@ def train(config, workdir, writer=None) -> dict:
         log.info("== training run %s (%s, defense %s)", name, rc.model.modality, rc.train.defense.name)
         t0 = time.perf_counter()
         trainer = Trainer(rc, run_dir, sources, transforms, writer=writer and writer(name),
-                          init_variables=_init_variables(rc, build(rc.model), sources["train"][0]))
+                          init_variables=_init_variables(rc, build(rc.model),
+                                                         data_sources.first_example(sources, transforms)))
         result = trainer.run()
         result["wall_s"] = time.perf_counter() - t0
         result["modality"] = rc.model.modality

@@ -34,3 +34,9 @@ def build(data_cfg):
         from avjax.data import layout_a
         return layout_a.build(data_cfg)
     raise ValueError(f"unknown dataset {data_cfg.name!r}")
+
+
+def first_example(sources, transforms) -> dict:
+    """The first training example as the model sees it (shapes for initialisation)."""
+    example = sources["train"][0]
+    return transforms["eval"](example) if transforms.get("eval") is not None else example

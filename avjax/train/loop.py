@@ -21,6 +21,7 @@ from tqdm import tqdm
 from avjax import parallel
 from avjax.checkpoint import RunCheckpoints
 from avjax.data import pipeline
+from avjax.data.sources import first_example
 from avjax.models import build
 from avjax.train.optimizer import make_optimizer
 from avjax.train.state import init_state
@@ -105,7 +106,7 @@ class Trainer:
             raise ValueError(f"train split has {len(sources['train'])} examples, fewer than one batch")
         self.total_steps = self.steps_per_epoch * tc.num_epochs
         self.optimizer = make_optimizer(tc, self.steps_per_epoch)
-        example = sources["train"][0]
+        example = first_example(sources, transforms)
         state = init_state(self.model, self.optimizer, jax.random.key(config.seed),
                            np.shape(example["image"]), np.shape(example["audio"])[-1],
                            config.model.num_classes, defense=tc.defense.name,
