@@ -18,6 +18,7 @@ import csv
 import dataclasses
 import glob
 import json
+import multiprocessing
 import os
 import sys
 
@@ -255,7 +256,9 @@ def prepare(items, out, *, workers=1, on_error="raise", csv_names=None, progress
     os.makedirs(out, exist_ok=True)
     report = layout_a.SkipReport()
     results = {}
-    pool = concurrent.futures.ProcessPoolExecutor(workers) if workers > 1 else None
+    # spawn, not fork: the parent may run JAX threads, and a forked copy of them can deadlock
+    pool = (concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+            if workers > 1 else None)
     try:
         futures = {}
         for item in items:

@@ -8,7 +8,6 @@ visual-only attack already succeed, or does it take both modalities?
 An eps sweep (accuracy-vs-eps curves) runs as one compiled program over the vector of eps values.
 """
 import dataclasses
-import functools
 
 import jax
 import jax.numpy as jnp

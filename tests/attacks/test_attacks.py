@@ -12,10 +12,10 @@ SETTINGS = {"xA": (0.0, 0.012), "xV": (0.012, 0.0), "xAV": (0.006, 0.006)}
 TOL = 1e-6
 
 
-@pytest.mark.parametrize("units", ["pixel", "normalized"])
 @pytest.mark.parametrize("setting", list(SETTINGS))
-@pytest.mark.parametrize("method,variant", [("fgsm", "standard"), ("pgd", "standard"),
-                                            ("mim", "standard"), ("mim", "original")])
+@pytest.mark.parametrize("method,variant,units", [
+    ("fgsm", "standard", "normalized"), ("pgd", "standard", "normalized"), ("mim", "standard", "normalized"),
+    ("mim", "original", "normalized"), ("pgd", "standard", "pixel"), ("mim", "original", "pixel")])
 def test_perturbation_stays_in_ball_and_bounds(small, method, variant, setting, units):
     fns, image, audio, label = small
     eps_v, eps_a = SETTINGS[setting]

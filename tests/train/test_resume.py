@@ -36,8 +36,8 @@ def straight(tmp_path_factory):
 
 def _interrupt(workdir, sig):
     """Start a run, send `sig` once its first checkpoint exists, wait for it to end."""
-    proc = subprocess.Popen(_command(workdir), cwd=REPO, env=ENV, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(_command(workdir), cwd=REPO, env=ENV, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
     ckpt_dir = workdir / "runs" / "av" / "checkpoints"
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
@@ -46,9 +46,9 @@ def _interrupt(workdir, sig):
         time.sleep(0.05)
     assert proc.poll() is None, "the run finished before it could be interrupted"
     proc.send_signal(sig)
-    _, err = proc.communicate(timeout=300)
+    output, _ = proc.communicate(timeout=300)
     assert not (workdir / "runs" / "av" / "train.json").exists()
-    return proc.returncode, err
+    return proc.returncode, output
 
 
 def test_resume_after_sigkill_equals_uninterrupted(tmp_path, straight):
@@ -62,7 +62,7 @@ def test_resume_after_sigkill_equals_uninterrupted(tmp_path, straight):
 
 def test_sigterm_saves_exits_cleanly_and_resumes(tmp_path, straight):
     workdir = tmp_path / "preempted"
-    code, err = _interrupt(workdir, signal.SIGTERM)
-    assert code == 0 and "SIGTERM: checkpoint saved" in err
+    code, output = _interrupt(workdir, signal.SIGTERM)
+    assert code == 0 and "SIGTERM: checkpoint saved" in output, output[-2000:]
     subprocess.run(_command(workdir), cwd=REPO, env=ENV, check=True, capture_output=True, timeout=600)
     assert _summary(workdir) == straight
