@@ -97,3 +97,18 @@ def num_eval_batches(source, batch_size, shard_count=None):
     shard_count = jax.process_count() if shard_count is None else shard_count
     per_host = -(-len(source) // shard_count)
     return -(-per_host // batch_size)
+
+
+def exactly(batches, n: int):
+    """Yield exactly `n` eval batches: hosts whose shard ran out repeat their last batch with mask 0,
+    so every process joins the same number of collective steps."""
+    last = None
+    it = iter(batches)
+    for _ in range(n):
+        batch = next(it, None)
+        if batch is None:
+            if last is None:
+                raise ValueError("this host's evaluation shard is empty")
+            batch = dict(last, mask=np.zeros_like(last["mask"]))
+        last = batch
+        yield batch

@@ -124,7 +124,8 @@ def evaluate_model(fns, source, transform, spec: EvalSpec, *, batch_size, mesh=N
     sweep = {k: [] for k in SETTINGS}
     masks = []
     seen = 0
-    for local in pipeline.eval_dataset(source, transform, batch_size=local_batch, workers=workers):
+    batches = pipeline.eval_dataset(source, transform, batch_size=local_batch, workers=workers)
+    for local in pipeline.exactly(batches, pipeline.num_eval_batches(source, local_batch)):
         batch = parallel.global_batch(local, mesh)
         mask = _gather(batch["mask"]) > 0
         masks.append(mask)

@@ -126,8 +126,8 @@ class Trainer:
                                    workers=self.config.data.workers)
         totals = {"correct": 0.0, "loss_sum": 0.0, "count": 0.0}
         n_batches = pipeline.num_eval_batches(source, self.local_batch)
-        for batch in tqdm(ds, total=n_batches, desc=f"eval {split}", leave=False,
-                          disable=jax.process_index() != 0, mininterval=5):
+        for batch in tqdm(pipeline.exactly(ds, n_batches), total=n_batches, desc=f"eval {split}",
+                          leave=False, disable=jax.process_index() != 0, mininterval=5):
             sums = self.p_eval(state, parallel.global_batch(batch, self.mesh))
             for k in totals:
                 totals[k] += float(sums[k])

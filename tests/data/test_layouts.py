@@ -183,3 +183,11 @@ def test_preprocessing_follows_the_original():
     ev = preprocess.image_transform(img, False, None, spec)
     tr = preprocess.image_transform(img, True, np.random.default_rng(2), spec)
     assert ev.shape == tr.shape == (224, 224, 3) and ev.max() <= 1
+
+
+def test_exactly_pads_a_short_shard_with_masked_batches():
+    batches = [{"label": np.arange(2), "mask": np.ones(2, np.float32)}]
+    out = list(pipeline.exactly(batches, 3))
+    assert len(out) == 3 and out[0]["mask"].sum() == 2 and out[1]["mask"].sum() == 0 == out[2]["mask"].sum()
+    with pytest.raises(ValueError, match="empty"):
+        list(pipeline.exactly([], 1))
