@@ -22,6 +22,7 @@ import optax
 
 from avjax.attacks.model_fns import ModelFns, StaticFn
 from avjax.attacks.threat import AUDIO_BOUNDS, ImageSpace
+from avjax.train.losses import cosine_similarity
 
 METHODS = ("fgsm", "pgd", "mim")
 VARIANTS = ("standard", "original")
@@ -68,13 +69,6 @@ def as_model_fns(logits_fn):
     return logits_fn if isinstance(logits_fn, (ModelFns, StaticFn)) else StaticFn(logits_fn)
 
 
-def _cosine(a, b, eps=1e-8):
-    """torch.nn.functional.cosine_similarity along the last axis."""
-    na = jnp.maximum(jnp.linalg.norm(a, axis=-1), eps)
-    nb = jnp.maximum(jnp.linalg.norm(b, axis=-1), eps)
-    return jnp.sum(a * b, axis=-1) / (na * nb)
-
-
 def _loss_fn(fns, cfg, frozen_v, frozen_a):
     """-> loss(pix_v, audio, label) -> (mean loss, per-example CE)."""
 
@@ -88,7 +82,7 @@ def _loss_fn(fns, cfg, frozen_v, frozen_a):
         ce = optax.softmax_cross_entropy_with_integer_labels(logits, label)
         total = ce.mean()
         if cfg.loss == "ce+cos":
-            total = total + cfg.cos_weight * _cosine(out["visual"], out["audio"]).mean()
+            total = total + cfg.cos_weight * cosine_similarity(out["visual"], out["audio"]).mean()
         return total, (ce, logits)
 
     return loss

@@ -9,14 +9,7 @@ from typing import Any
 import jax.numpy as jnp
 from flax import linen as nn
 
-from avjax.models.layers import BatchNorm, max_pool_1d_pairs, torch_bias_init, torch_kernel_init
-
-BASE_CHANNELS = (64, 128, 256, 512)
-
-
-def scaled_channels(width: float) -> tuple[int, ...]:
-    """Channels of each stage for a width multiplier (1.0 is the paper's network)."""
-    return tuple(max(1, int(round(c * width))) for c in BASE_CHANNELS)
+from avjax.models.layers import BatchNorm, max_pool_1d_pairs, scaled_channels, torch_bias_init, torch_kernel_init
 
 
 class AudioNet(nn.Module):

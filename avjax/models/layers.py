@@ -27,6 +27,14 @@ def torch_bias_init(fan_in: int):
     return init
 
 
+BASE_CHANNELS = (64, 128, 256, 512)  # the four stages of both ResNet18 and the audio net
+
+
+def scaled_channels(width: float) -> tuple[int, ...]:
+    """Channels of each stage for a width multiplier (1.0 is the paper's networks)."""
+    return tuple(max(1, int(round(c * width))) for c in BASE_CHANNELS)
+
+
 def compute_dtype(dtype: Dtype | None, *arrays) -> Dtype:
     """The dtype a layer computes in: the configured one, else the promotion of its inputs."""
     return dtype if dtype is not None else jnp.result_type(*arrays)

@@ -8,15 +8,10 @@ from typing import Any, Sequence
 import jax.numpy as jnp
 from flax import linen as nn
 
-from avjax.models.layers import BatchNorm, max_pool_3x3_s2_p1
+from avjax.models.layers import BatchNorm, max_pool_3x3_s2_p1, scaled_channels
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-BASE_CHANNELS = (64, 128, 256, 512)
-
-
-def scaled_channels(width: float) -> tuple[int, ...]:
-    return tuple(max(1, int(round(c * width))) for c in BASE_CHANNELS)
 
 
 def torchvision_conv_init():

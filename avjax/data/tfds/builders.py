@@ -16,6 +16,10 @@ Prepare the dataset in layout A (the authors' format) first, e.g. with
 """
 
 
+def _instructions(preset):
+    return LAYOUT_A_INSTRUCTIONS.format(preset=preset, csvs=", ".join(layout_a.CSV_NAMES[preset].values()))
+
+
 class SyntheticAvBuilder(tfds.core.GeneratorBasedBuilder):
     """The embedded synthetic audio-visual events (see avjax.data.synthetic), default spec."""
 
@@ -52,11 +56,6 @@ class _LayoutABuilder(tfds.core.GeneratorBasedBuilder):
 
     VERSION = tfds.core.Version("1.0.0")
     PRESET = ""
-
-    @classmethod
-    def _instructions(cls):
-        return LAYOUT_A_INSTRUCTIONS.format(preset=cls.PRESET,
-                                            csvs=", ".join(layout_a.CSV_NAMES[cls.PRESET].values()))
 
     def _info(self):
         return tfds.core.DatasetInfo(builder=self, description=self.__doc__, features=tfds.features.FeaturesDict({
@@ -107,7 +106,7 @@ class AveBuilder(_LayoutABuilder):
 
     name = "ave"
     PRESET = "ave"
-    MANUAL_DOWNLOAD_INSTRUCTIONS = _LayoutABuilder._instructions.__func__(type("X", (), {"PRESET": "ave"}))
+    MANUAL_DOWNLOAD_INSTRUCTIONS = _instructions("ave")
 
 
 class MusicBuilder(_LayoutABuilder):
@@ -115,7 +114,7 @@ class MusicBuilder(_LayoutABuilder):
 
     name = "music"
     PRESET = "music"
-    MANUAL_DOWNLOAD_INSTRUCTIONS = _LayoutABuilder._instructions.__func__(type("X", (), {"PRESET": "music"}))
+    MANUAL_DOWNLOAD_INSTRUCTIONS = _instructions("music")
 
 
 class KineticsSoundsBuilder(_LayoutABuilder):
@@ -123,8 +122,7 @@ class KineticsSoundsBuilder(_LayoutABuilder):
 
     name = "kinetics_sounds"
     PRESET = "kinetics_sounds"
-    MANUAL_DOWNLOAD_INSTRUCTIONS = _LayoutABuilder._instructions.__func__(
-        type("X", (), {"PRESET": "kinetics_sounds"}))
+    MANUAL_DOWNLOAD_INSTRUCTIONS = _instructions("kinetics_sounds")
 
 
 BUILDERS = {b.name: b for b in (SyntheticAvBuilder, AveBuilder, MusicBuilder, KineticsSoundsBuilder)}
