@@ -1,4 +1,4 @@
-"""XLA:CPU options measured to matter on CPU (see benchmarks/train_step.py and ../STACK.md).
+"""XLA:CPU options measured to matter on CPU (see benchmarks/train_step.py).
 
 Routing convolutions to Eigen instead of YNNPACK makes their weight gradient ~3x faster. Applied
 before jax initialises its backend, only when the user has not set the option themselves.

@@ -14,13 +14,11 @@ import os
 import time
 
 import jax
-import numpy as np
 
-from avjax import checkpoint, parallel
+from avjax import model_dir, parallel
 from avjax.attacks import ModelFns
 from avjax.data import sources as data_sources
 from avjax.evaluation import report, robustness
-from avjax.models import build
 
 log = logging.getLogger(__name__)
 STAGES = ("train", "evaluate")
@@ -37,23 +35,8 @@ def run_config(config, name):
     return c
 
 
-def _init_variables(config, model, example):
-    path = config.train.get("visual_init")
-    if not path:
-        return None
-    from avjax import porting
-    image = np.zeros((1,) + np.shape(example["image"]), np.float32)
-    audio = np.zeros((1, np.shape(example["audio"])[-1]), np.float32)
-    variables = jax.tree.map(np.asarray, model.init(jax.random.key(config.seed), image, audio))
-    trunk = porting.resnet18_from_torchvision(path)
-    variables["params"]["visual_net"] = trunk["params"]
-    variables["batch_stats"]["visual_net"] = trunk["batch_stats"]
-    log.info("visual trunk initialised from %s", path)
-    return variables
-
-
 def train(config, workdir, writer=None) -> dict:
-    from avjax.train.loop import Trainer
+    from avjax.train.loop import train_and_evaluate
     sources, transforms = data_sources.build(config.data)
     out = {}
     for name in config.runs:
@@ -67,16 +50,14 @@ def train(config, workdir, writer=None) -> dict:
             continue
         log.info("== training run %s (%s, defense %s)", name, rc.model.modality, rc.train.defense.name)
         t0 = time.perf_counter()
-        trainer = Trainer(rc, run_dir, sources, transforms, writer=writer and writer(name),
-                          init_variables=_init_variables(rc, build(rc.model),
-                                                         data_sources.first_example(sources, transforms)))
-        result = trainer.run()
+        result, best_variables = train_and_evaluate(rc, run_dir, sources, transforms,
+                                                    writer=writer and writer(name))
         result["wall_s"] = time.perf_counter() - t0
         result["modality"] = rc.model.modality
         if jax.process_index() == 0:
-            model_dir = os.path.join(run_dir, "model")
-            if not os.path.exists(os.path.join(model_dir, checkpoint.MODEL_CONFIG)):
-                checkpoint.save_model(model_dir, rc.model.to_dict(), trainer.best_variables)
+            model_path = os.path.join(run_dir, "model")
+            if not os.path.exists(os.path.join(model_path, model_dir.MODEL_CONFIG)):
+                model_dir.save_model(model_path, rc.model.to_dict(), best_variables)
             with open(summary_path, "w") as f:
                 json.dump(result, f, indent=1)
         out[name] = result
@@ -88,7 +69,7 @@ def models_to_evaluate(config, workdir):
     found = {}
     for name in config.runs:
         d = os.path.join(workdir, "runs", name, "model")
-        if os.path.exists(os.path.join(d, checkpoint.MODEL_CONFIG)):
+        if os.path.exists(os.path.join(d, model_dir.MODEL_CONFIG)):
             found[name] = d
     for name, d in dict(config.eval.get("models", {})).items():
         found[name] = d
@@ -103,8 +84,8 @@ def evaluate(config, workdir) -> dict:
     spec = robustness.EvalSpec.from_config(config.eval)
     mesh = parallel.make_mesh()
     results = {}
-    for name, model_dir in models_to_evaluate(config, workdir).items():
-        module, model_cfg, variables = checkpoint.load_model(model_dir)
+    for name, path in models_to_evaluate(config, workdir).items():
+        module, model_cfg, variables = model_dir.load_model(path)
         t0 = time.perf_counter()
         res = robustness.evaluate_model(ModelFns(module, variables), sources["test"], transforms["eval"],
                                         spec, batch_size=config.eval.batch_size, mesh=mesh,

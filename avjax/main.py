@@ -3,7 +3,7 @@
 `--config.<field>=value` overrides any config field (an unknown field is an error); a config
 variant follows the file after a colon, e.g. `--config=configs/ave.py:fusion=film,runlocal`.
 Stages: `--config.stages=evaluate` evaluates an existing workdir (or `config.eval.models`, e.g. a
-directory written by `python -m avjax.convert_original`). Multi-host: start one process per host
+directory written by `python -m avjax.porting.convert`). Multi-host: start one process per host
 with JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID set (see README).
 """
 import logging

@@ -2,9 +2,10 @@
 
     python -m avjax.selfcheck
 
+0. imports every subpackage and module of the installed package (a wheel missing one fails here);
 1. builds every model variant at the CPU-small width and checks its parameter count;
 2. writes a randomly initialised checkpoint in the *original PyTorch layout* (sound_/frame_/
-   classifier_*.safetensors with the original keys), converts it with `avjax.convert_original`,
+   classifier_*.safetensors with the original keys), converts it with `avjax.porting.convert`,
    reloads it and checks the logits equal the directly ported model's;
 3. runs the paper-size AV model (224x224 frame, 65535 samples) forward once and reports the time.
 """
@@ -16,6 +17,25 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+
+# Every subpackage of avjax; tests/test_package.py keeps this list equal to the source tree's folders.
+SUBPACKAGES = ("attacks", "configs", "data", "data.tfds", "evaluation", "models", "porting", "train", "viz")
+
+
+def import_everything() -> list[str]:
+    """Import every avjax module that is installed; -> their names. A missing subpackage is an error."""
+    import importlib
+    import pkgutil
+
+    import avjax
+    for name in SUBPACKAGES:
+        importlib.import_module(f"avjax.{name}")
+    names = [m.name for m in pkgutil.walk_packages(avjax.__path__, "avjax.")]
+    for name in names:
+        if name != "avjax.main":  # absl flags: importing main defines them, harmless but noisy
+            importlib.import_module(name)
+    return names
 
 
 def _original_layout_state(variables):
@@ -40,11 +60,14 @@ def _original_layout_state(variables):
 def main() -> int:
     from safetensors.numpy import save_file
 
-    from avjax import checkpoint, convert_original, porting
+    from avjax import model_dir, porting
+    from avjax.porting import convert
     from avjax.models import build
     from avjax.models.variants import NUM_CLASSES, PARAM_COUNTS, all_variants
 
     print(f"jax {jax.__version__} on {jax.devices()}")
+    import avjax
+    print(f"avjax from {os.path.dirname(avjax.__file__)}: {len(import_everything())} modules import")
     for modality, fusion, width in all_variants():
         if width != 0.25:
             continue
@@ -65,8 +88,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for part, sd in _original_layout_state(variables).items():
             save_file(sd, os.path.join(tmp, f"{part}_best.safetensors"))
-        convert_original.convert(tmp, os.path.join(tmp, "converted"), num_classes=11)
-        module, _, loaded = checkpoint.load_model(os.path.join(tmp, "converted"))
+        convert.convert(tmp, os.path.join(tmp, "converted"), num_classes=11)
+        module, _, loaded = model_dir.load_model(os.path.join(tmp, "converted"))
         ported_module, ported = porting.load_original_checkpoint(tmp, 11)
     apply = jax.jit(lambda v, x, a: module.apply(v, x, a)[0])
     t0 = time.perf_counter()

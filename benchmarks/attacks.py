@@ -57,6 +57,7 @@ def main():
     p.add_argument("--size", default="paper")
     args = p.parse_args()
     from avjax import attacks
+    from avjax.configs.base import base_config
     from avjax.evaluation import robustness
     from tests import torch_attacks as ta
     size = SIZES[args.size]
@@ -75,7 +76,7 @@ def main():
 
     batch = {"image": x, "audio": a, "label": y}
     for loop in ("fori", "unroll"):
-        spec = robustness.EvalSpec(units="normalized", loop=loop)
+        spec = robustness.EvalSpec.from_config(base_config().eval, units="normalized", loop=loop)
         jitted = jax.jit(robustness.attack_batch, static_argnames=("spec", "method"))
 
         def jax_all(spec=spec, jitted=jitted):

@@ -49,15 +49,16 @@ def main():
     args = p.parse_args()
     from absl import flags
     flags.FLAGS(sys.argv[:1])  # grain's worker processes read absl flags
-    from avjax.data import layout_a, pipeline, preprocess
-    spec = preprocess.PreprocessSpec()
+    from avjax.configs.base import base_config
+    from avjax.data import layout_a, pipeline, sources
+    spec = sources.preprocess_spec(base_config().data)
     with tempfile.TemporaryDirectory() as root:
         classes = make_dataset(root, args.videos)
         rows = layout_a.read_rows(os.path.join(root, "train.csv"), classes, os.path.join(root, "audio"),
                                   os.path.join(root, "frames"))
         source = layout_a.LayoutASource(rows)
-        train = lambda row, rng: layout_a.load_example(row, True, rng, spec)  # noqa: E731
-        evaluate = lambda row: layout_a.load_example(row, False, None, spec)  # noqa: E731
+        transforms = layout_a.transforms(layout_a.load_example, spec)
+        train, evaluate = transforms["train"], transforms["eval"]
         for workers in (int(w) for w in args.workers.split(",")):
             ds = pipeline.train_dataset(source, train, batch_size=args.batch_size, seed=0, workers=workers)
             it = iter(ds)

@@ -10,13 +10,8 @@ Trains the AV (concat) model and the two unimodal baselines, then evaluates FGSM
 paper's eps (visual eps in ImageNet-normalised units). Expect hours per model on one GPU.
 Variants: fusion=, modality=, defense=, recipe=, runlocal.
 """
-import sys
-import os
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _paper import paper_config  # noqa: E402
-
-from avjax import config_base  # noqa: E402
+from avjax.configs import base as config_base
+from avjax.configs.paper import paper_config
 
 
 def get_config(arg=None):

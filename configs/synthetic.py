@@ -10,21 +10,17 @@ defense=<none|minsim|maxsim|pcl>, runlocal (a few steps, for smoke tests).
 """
 import ml_collections
 
-from avjax import config_base
+from avjax.configs import base as config_base
 
 
 def get_config(arg=None):
     variants = config_base.parse_arg(arg)
-    config_base.check_variants(variants)
+    config_base.check_variants(variants, allowed=config_base.SYNTHETIC_VARIANT_KEYS)
     c = config_base.base_config()
     c.seed = 0
     c.data.name = "synthetic"
     c.data.cache = True
-    c.data.synthetic = ml_collections.ConfigDict(dict(
-        num_classes=8, visual_groups=(0, 0, 1, 1, 2, 3, 4, 5), audio_groups=(0, 1, 0, 1, 2, 2, 3, 3),
-        image_size=64, audio_len=8192, sample_rate=11025, sizes=(2400, 480, 480), seed=0,
-        object_scale=(0.28, 0.45), distractor_prob=0.5, clutter=6, pixel_noise=0.06,
-        audio_snr_db=(0.0, 10.0), distractor_sound_prob=0.5, distractor_sound_gain=0.35))
+    c.data.synthetic = config_base.synthetic_data()
     c.model.num_classes = 8
     c.model.width = 0.25
     # From scratch (no ImageNet init) on small data: one higher learning rate for every group.

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from avjax import checkpoint, convert_original, porting, torch_pickle
+from avjax import model_dir, porting
+from avjax.porting import convert, torch_pickle
 from tests import golden_spec as gs
 from tests.conftest import needs_torch
 
@@ -136,8 +137,8 @@ def test_torch_free_reader_equals_torch_load(tmp_path, original_state):
 
 def test_convert_command_writes_a_loadable_model(tmp_path, original_dir):
     out = tmp_path / "converted"
-    assert convert_original.main([str(original_dir), str(out), "--num-classes", "28"]) == 0
-    module, config, variables = checkpoint.load_model(out)
+    assert convert.main([str(original_dir), str(out), "--num-classes", "28"]) == 0
+    module, config, variables = model_dir.load_model(out)
     image, audio = gs.make_inputs(gs.SEED, **gs.SMALL)
     logits, _ = module.apply(variables, jnp.asarray(image, jnp.float32), jnp.asarray(audio, jnp.float32))
     ref_module, ref_vars = porting.load_original_checkpoint(original_dir)
@@ -145,6 +146,6 @@ def test_convert_command_writes_a_loadable_model(tmp_path, original_dir):
     np.testing.assert_array_equal(np.asarray(logits), np.asarray(ref))
     assert config["num_classes"] == 28 and config["fusion"] == "concat"
     # refusing to overwrite, and a bad source, exit with 2 and a message
-    proc = subprocess.run([sys.executable, "-m", "avjax.convert_original", str(original_dir), str(out)],
+    proc = subprocess.run([sys.executable, "-m", "avjax.porting.convert", str(original_dir), str(out)],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "already holds a model" in proc.stderr

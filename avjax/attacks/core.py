@@ -9,20 +9,22 @@ signed step. All of them:
   * loop with `lax.fori_loop` (compiled once for any step count) or, with `loop='unroll'`, a
     Python loop unrolled in the program (faster on XLA:CPU, see benchmarks/attacks.py).
 
-`variant='original'` reproduces the released code's flaws exactly (spec section 3): FGSM does not
+`variant='original'` reproduces the released code's flaws exactly (docs/method.md, "Attacks"): FGSM does not
 clamp audio; MIM normalises the gradient by the L1 norm of the whole batch tensor (one scalar per
 modality per batch, so an example's attack depends on its batch-mates) and projects with bounds
 built from the current iterate rather than the clean input (no eps ball; in normalised space a
 floor at 0 that brightens dark pixels).
 """
 import dataclasses
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from avjax.attacks.model_fns import ModelFns, StaticFn
 from avjax.attacks.threat import AUDIO_BOUNDS, ImageSpace
-from avjax.train.losses import cosine_similarity
+from avjax.common import cosine_similarity
 
 METHODS = ("fgsm", "pgd", "mim")
 VARIANTS = ("standard", "original")
@@ -81,11 +83,51 @@ def _loss_fn(fns, cfg, frozen_v, frozen_a):
             logits, out = fns(pix_v, audio)
         ce = optax.softmax_cross_entropy_with_integer_labels(logits, label)
         total = ce.mean()
-        if cfg.loss == "ce+cos":
+        if cfg.loss == "ce+cos" and "visual" in out and "audio" in out:  # only where both features exist
             total = total + cfg.cos_weight * cosine_similarity(out["visual"], out["audio"]).mean()
         return total, (ce, logits)
 
     return loss
+
+
+def fgsm_update(space, image, z0, audio, g_v, g_a, eps_v, eps_a, *, clamp_audio=True):
+    """x' = x + eps * sign(g) per modality (None gradient: modality untouched); frame kept in [0, 1],
+    audio clamped to [-1, 1] unless `clamp_audio=False` (the released code's FGSM)."""
+    adv_v, adv_a = image, audio
+    if g_v is not None:
+        adv_v, _ = space.clamp(z0 + eps_v * jnp.sign(g_v))
+    if g_a is not None:
+        adv_a = audio + eps_a * jnp.sign(g_a)
+        if clamp_audio:
+            adv_a = jnp.clip(adv_a, *AUDIO_BOUNDS)
+    return adv_v, adv_a
+
+
+def fgsm_from_one_gradient(fns, image, audio, label, settings, cfg: AttackConfig):
+    """FGSM for several (eps_visual, eps_audio) settings from ONE gradient (traceable).
+
+    -> [(adv_image, adv_audio) per setting]. All settings share the clean-point gradient, so the
+    three paper settings cost one forward/backward instead of three. `cfg` gives loss, units, variant.
+    """
+    fns = as_model_fns(fns)
+    uses_v = not isinstance(fns, ModelFns) or fns.uses_visual
+    uses_a = not isinstance(fns, ModelFns) or fns.uses_audio
+    (g_v, g_a), _ = jax.grad(_loss_fn(fns, cfg, None, None), argnums=(0, 1), has_aux=True)(
+        image, audio, label)
+    space = cfg.space
+    g_v = g_v * jnp.asarray(space.scale, image.dtype)
+    z0 = space.to_attack(image)
+    return [fgsm_update(space, image, z0, audio, g_v if uses_v and nonzero(eps_v) else None,
+                        g_a if uses_a and nonzero(eps_a) else None, jnp.asarray(eps_v, image.dtype),
+                        jnp.asarray(eps_a, audio.dtype), clamp_audio=cfg.variant != "original")
+            for eps_v, eps_a in settings]
+
+
+def nonzero(eps) -> bool:
+    """Whether an eps attacks its modality (a traced eps is unknown at trace time: attack)."""
+    if isinstance(eps, jax.core.Tracer):
+        return True
+    return bool(np.any(np.asarray(eps) != 0))
 
 
 def _l1_normalise(g, per_example: bool):
@@ -132,14 +174,8 @@ def run_attack(logits_fn, image, audio, label, eps_visual, eps_audio, cfg: Attac
 
     if cfg.method == "fgsm":
         g_v, g_a, _ = gradients(image, audio)
-        adv_v, adv_a = image, audio
-        if attack_v:
-            adv_v, _ = space.clamp(z0 + eps_v * jnp.sign(g_v))
-        if attack_a:
-            adv_a = audio + eps_a * jnp.sign(g_a)
-            if not original:
-                adv_a = jnp.clip(adv_a, *AUDIO_BOUNDS)
-        return adv_v, adv_a
+        return fgsm_update(space, image, z0, audio, g_v if attack_v else None, g_a if attack_a else None,
+                           eps_v, eps_a, clamp_audio=not original)
 
     alpha_v, alpha_a = eps_v * cfg.step_fraction, eps_a * cfg.step_fraction
     per_example = not original

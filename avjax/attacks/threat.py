@@ -13,7 +13,7 @@ import dataclasses
 
 import jax.numpy as jnp
 
-from avjax.models.resnet import IMAGENET_MEAN, IMAGENET_STD
+from avjax.common import IMAGENET_MEAN, IMAGENET_STD
 
 UNITS = ("pixel", "normalized")
 PIXEL_BOUNDS = (0.0, 1.0)

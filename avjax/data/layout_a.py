@@ -10,11 +10,9 @@ and counted in a report.
 """
 import csv
 import dataclasses
-import functools
 import logging
 import os
 
-import numpy as np
 
 from avjax.data import media, preprocess
 
@@ -142,42 +140,30 @@ class LayoutASource:
         return self.rows[int(index)]
 
 
-def load_example(row, train: bool, rng, spec: preprocess.PreprocessSpec) -> dict:
-    """A Row (files) or a TFDS layout-A record -> a model-ready example (spec section 1)."""
-    if isinstance(row, Row):
-        frame = preprocess.centre_frame(row.n_frames, train, rng, spec)
-        pixels = media.read_image(_frame_path(row.frames, frame))
-        wave = media.read_audio(row.audio, spec.audio_rate)
-        label, ident = row.label, row.id
-    else:
-        from avjax.data.tfds.builders import frame_from_record
-        frame = preprocess.centre_frame(int(row["n_frames"]), train, rng, spec)
-        pixels = frame_from_record(row, frame)
-        wave = np.asarray(row["audio"], np.float32)
-        label, ident = int(row["label"]), row["id"]
-        ident = ident.decode() if isinstance(ident, bytes) else ident
-    return {"image": preprocess.image_transform(pixels, train, rng, spec),
-            "audio": preprocess.audio_transform(wave, frame, train, rng, spec),
-            "label": np.int32(label), "id": ident}
+def load_example(row: Row, train: bool, rng, spec: preprocess.PreprocessSpec) -> dict:
+    """A Row -> a model-ready example (docs/data.md, "Preprocessing")."""
+    frame = preprocess.centre_frame(row.n_frames, train, rng, spec)
+    pixels = media.read_image(_frame_path(row.frames, frame))
+    wave = media.read_audio(row.audio, spec.audio_rate)
+    return preprocess.make_example(pixels, wave, frame, row.label, row.id, train, rng, spec)
 
 
-def preprocess_spec(data_cfg) -> preprocess.PreprocessSpec:
-    p = data_cfg.preprocess
-    return preprocess.PreprocessSpec(
-        image_size=p.image_size, train_resize_factor=p.train_resize_factor, audio_len=p.audio_len,
-        audio_rate=p.audio_rate, fps=p.fps, margin_seconds=p.margin_seconds, flip_prob=p.flip_prob,
-        volume=tuple(p.volume) if p.volume else None)
+def transforms(load, spec: preprocess.PreprocessSpec) -> dict:
+    """{'train': fn(item, rng), 'eval': fn(item)} over a loader `load(item, train, rng, spec)`."""
+    return {"train": lambda item, rng: load(item, True, rng, spec),
+            "eval": lambda item: load(item, False, None, spec)}
 
 
-def build(data_cfg):
-    """-> ({split: LayoutASource}, {'train': fn(row, rng), 'eval': fn(row)}) from a data config."""
-    classes = tuple(data_cfg.classes) if data_cfg.get("classes") else CLASSES[data_cfg.preset]
+def class_names(data_cfg) -> tuple[str, ...]:
+    return tuple(data_cfg.classes) if data_cfg.get("classes") else CLASSES[data_cfg.preset]
+
+
+def build(data_cfg, spec: preprocess.PreprocessSpec):
+    """-> ({split: LayoutASource}, transforms) of the layout-A folder a data config names."""
+    classes = class_names(data_cfg)
     report = SkipReport()
     sources = {}
-    if data_cfg.get("source") == "tfds":
-        from avjax.data.tfds import build_and_load
-        sources = build_and_load(data_cfg.preset, data_cfg.tfds_dir, manual_dir=data_cfg.root)
-    for split in () if sources else ("train", "val", "test"):
+    for split in ("train", "val", "test"):
         csv_path = data_cfg.csv[split] or os.path.join(data_cfg.root, CSV_NAMES[data_cfg.preset][split])
         rows = read_rows(csv_path, classes, data_cfg.audio_root or os.path.join(data_cfg.root, "audio"),
                          data_cfg.frames_root or os.path.join(data_cfg.root, "frames"),
@@ -185,11 +171,4 @@ def build(data_cfg):
         sources[split] = LayoutASource(rows)
     if report.items:
         log.warning(report.summary())
-    spec = preprocess_spec(data_cfg)
-    train = functools.partial(load_example, train=True, spec=spec)
-    evaluate = functools.partial(_eval_example, spec=spec)
-    return sources, {"train": lambda row, rng: train(row, rng=rng), "eval": evaluate}
-
-
-def _eval_example(row, spec):
-    return load_example(row, False, None, spec)
+    return sources, transforms(load_example, spec)

@@ -9,7 +9,7 @@ Frames are decoded with PyAV at 8 fps (as `ffmpeg -r 8`) and written as JPEG; au
 mono 16-bit wav. An item whose outputs are complete (a `.done` marker is written last) is skipped on a
 rerun. Splits come from the authors' lists when given (exact IDs and the authors' single label for
 AVE's multi-label videos), else from the source (AVE *Set.txt, K400 split column, manifest), else a
-seeded 60/20/20 split. A count table per class and split closes the run (compare with data.md).
+seeded 60/20/20 split. A count table per class and split closes the run (compare with docs/data.md).
 """
 import argparse
 import collections

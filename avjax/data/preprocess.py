@@ -1,4 +1,4 @@
-"""The original's example preprocessing (spec section 1), with every size and rate configurable.
+"""The original's example preprocessing (docs/data.md, "Preprocessing"), with every size and rate configurable.
 
 Frame choice: train picks the centre frame uniformly in [margin + 1, n - margin] (1-based, margin =
 fps * 3 = 24 at 8 fps); eval takes n // 2. Audio: `length` samples centred at t = (frame - 0.5) / fps,
@@ -15,14 +15,16 @@ from PIL import Image
 
 @dataclasses.dataclass(frozen=True)
 class PreprocessSpec:
-    image_size: int = 224
-    train_resize_factor: float = 1.1
-    audio_len: int = 65535
-    audio_rate: int = 11025
-    fps: int = 8
-    margin_seconds: float = 3.0
-    flip_prob: float = 0.5
-    volume: tuple | None = (0.5, 1.5)
+    """Filled from `config.data.preprocess` + `config.data.augment` (defaults: configs.base)."""
+
+    image_size: int
+    train_resize_factor: float
+    audio_len: int
+    audio_rate: int
+    fps: int
+    margin_seconds: float
+    flip_prob: float
+    volume: tuple | None
 
 
 def centre_frame(n_frames: int, train: bool, rng, spec: PreprocessSpec) -> int:
@@ -85,3 +87,10 @@ def audio_transform(wave: np.ndarray, frame: int, train: bool, rng, spec: Prepro
     if train and spec.volume is not None:
         audio = audio * rng.uniform(*spec.volume)
     return np.clip(audio, -1.0, 1.0).astype(np.float32)
+
+
+def make_example(pixels, wave, frame: int, label, ident, train: bool, rng, spec: PreprocessSpec) -> dict:
+    """A decoded frame (uint8 RGB) and waveform, centred on `frame` -> a model-ready example."""
+    return {"image": image_transform(pixels, train, rng, spec),
+            "audio": audio_transform(wave, frame, train, rng, spec),
+            "label": np.int32(label), "id": ident}

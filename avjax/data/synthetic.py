@@ -31,23 +31,23 @@ TIMBRES = ((1.0, 0.5, 0.33, 0.25, 0.2), (1.0, 0.0, 0.33, 0.0, 0.2), (1.0, 0.8, 0
 
 @dataclasses.dataclass(frozen=True)
 class SyntheticSpec:
-    """Every knob of the generator (mirrors `config.data.synthetic`)."""
+    """Every knob of the generator, filled from `config.data.synthetic` (defaults: configs.base)."""
 
-    num_classes: int = 8
-    visual_groups: tuple[int, ...] = (0, 0, 1, 1, 2, 3, 4, 5)
-    audio_groups: tuple[int, ...] = (0, 1, 0, 1, 2, 2, 3, 3)
-    image_size: int = 64
-    audio_len: int = 16384
-    sample_rate: int = 11025
-    sizes: tuple[int, int, int] = (2400, 480, 480)  # train, val, test
-    seed: int = 0
-    object_scale: tuple[float, float] = (0.28, 0.45)   # side / image side
-    distractor_prob: float = 0.5                       # chance of one silent distractor object
-    clutter: int = 6                                   # random rectangles in the background
-    pixel_noise: float = 0.06
-    audio_snr_db: tuple[float, float] = (0.0, 10.0)    # signal-to-white-noise ratio
-    distractor_sound_prob: float = 0.5
-    distractor_sound_gain: float = 0.35
+    num_classes: int
+    visual_groups: tuple[int, ...]     # classes with the same entry look alike
+    audio_groups: tuple[int, ...]      # classes with the same entry sound alike
+    image_size: int
+    audio_len: int
+    sample_rate: int
+    sizes: tuple[int, int, int]        # train, val, test
+    seed: int
+    object_scale: tuple[float, float]  # side / image side
+    distractor_prob: float             # chance of one silent distractor object
+    clutter: int                       # random rectangles in the background
+    pixel_noise: float
+    audio_snr_db: tuple[float, float]  # signal-to-white-noise ratio
+    distractor_sound_prob: float
+    distractor_sound_gain: float
 
     def __post_init__(self):
         k = self.num_classes

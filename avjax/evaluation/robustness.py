@@ -15,6 +15,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from avjax import attacks, parallel
+from avjax.configs.base import build_spec
 from avjax.data import pipeline
 
 SETTINGS = ("xA", "xV", "xAV")
@@ -22,32 +23,29 @@ SETTINGS = ("xA", "xV", "xAV")
 
 @dataclasses.dataclass(frozen=True)
 class EvalSpec:
-    """Static attack-evaluation settings (from config.eval)."""
+    """Static attack-evaluation settings, filled from `config.eval` (defaults: configs.base)."""
 
-    methods: tuple = ("fgsm", "pgd", "mim")
-    units: str = "normalized"
-    variant: str = "standard"
-    loss: str = "ce"
-    cos_weight: float = 1.0
-    steps: int = 10
-    loop: str = "auto"
-    eps_audio_only: float = 0.012
-    eps_visual_only: float = 0.012
-    eps_joint: float = 0.006
-    mean: tuple = (0.485, 0.456, 0.406)
-    std: tuple = (0.229, 0.224, 0.225)
-    sweep_eps: tuple = ()
-    sweep_method: str = "pgd"
-    sweep_max_examples: int = 0
+    methods: tuple
+    units: str
+    variant: str
+    loss: str
+    cos_weight: float
+    steps: int
+    step_fraction: float
+    momentum: float
+    loop: str
+    eps_audio_only: float
+    eps_visual_only: float
+    eps_joint: float
+    mean: tuple
+    std: tuple
+    sweep_eps: tuple
+    sweep_method: str
+    sweep_max_examples: int
 
     @classmethod
-    def from_config(cls, ec):
-        return cls(methods=tuple(ec.methods), units=ec.units, variant=ec.variant, loss=ec.loss,
-                   cos_weight=ec.cos_weight, steps=ec.steps, loop=ec.loop,
-                   eps_audio_only=ec.eps_audio_only, eps_visual_only=ec.eps_visual_only,
-                   eps_joint=ec.eps_joint, mean=tuple(ec.mean), std=tuple(ec.std),
-                   sweep_eps=tuple(ec.sweep_eps), sweep_method=ec.sweep_method,
-                   sweep_max_examples=ec.get("sweep_max_examples", 0))
+    def from_config(cls, eval_cfg, **overrides):
+        return build_spec(cls, eval_cfg, **overrides)
 
     def settings(self):
         """(eps_visual, eps_audio) of xA, xV, xAV."""
@@ -57,7 +55,8 @@ class EvalSpec:
         opts = dict(units=self.units, loss=self.loss, cos_weight=self.cos_weight, mean=self.mean,
                     std=self.std, variant=self.variant)
         if method != "fgsm":
-            opts.update(steps=self.steps, loop=self.loop)
+            opts.update(steps=self.steps, step_fraction=self.step_fraction, momentum=self.momentum,
+                        loop=self.loop)
         return opts
 
 

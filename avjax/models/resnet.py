@@ -8,10 +8,8 @@ from typing import Any, Sequence
 import jax.numpy as jnp
 from flax import linen as nn
 
+from avjax.common import IMAGENET_MEAN, IMAGENET_STD
 from avjax.models.layers import BatchNorm, max_pool_3x3_s2_p1, scaled_channels
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def torchvision_conv_init():

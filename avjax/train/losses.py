@@ -2,21 +2,16 @@
 
 MinSim (the released code): L = CE + w * mean_b cos(f_v^b, f_a^b)  ("multimodal dispersion").
 MaxSim (its sign-flipped baseline): L = CE - w * mean_b cos(f_v^b, f_a^b).
-PCL (Mustafa et al. 2019, the official code's form, spec section 5) on the fused feature f:
+PCL (Mustafa et al. 2019, the official code's form, docs/method.md, "Defenses") on the fused feature f:
     L = CE + w_prox * mean_b ||f_b - c_{y_b}||^2 - w_conprox * mean_{b, j != y_b} ||f_b - c'_j||^2
 with two learnable centre sets c (proximity) and c' (contrastive proximity).
 """
 import jax.numpy as jnp
 import optax
 
+from avjax.common import cosine_similarity
+
 DEFENSES = ("none", "minsim", "maxsim", "pcl")
-
-
-def cosine_similarity(a, b, eps=1e-8):
-    """torch.nn.functional.cosine_similarity over the last axis."""
-    na = jnp.maximum(jnp.linalg.norm(a, axis=-1), eps)
-    nb = jnp.maximum(jnp.linalg.norm(b, axis=-1), eps)
-    return jnp.sum(a * b, axis=-1) / (na * nb)
 
 
 def masked_mean(x, mask):

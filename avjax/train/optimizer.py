@@ -9,19 +9,20 @@ import jax
 import optax
 
 GROUP_OF_MODULE = {"audio_net": "audio", "visual_net": "visual", "fusion_head": "head",
-                   "classifier": "head", "pcl": "pcl"}
+                   "classifier": "head"}
+PCL_GROUPS = {"centres": "pcl_prox", "con_centres": "pcl_con"}
 
 
-def param_labels(params):
+def param_labels(trainable):
+    """Optimizer group of every leaf of `TrainState.trainable()` ({'params': ..., 'pcl': ...})."""
     def label(path, _):
-        top = path[0].key
-        if top == "pcl":
-            return "pcl_prox" if path[1].key == "centres" else "pcl_con"
+        collection, top = path[0].key, path[1].key
+        table = PCL_GROUPS if collection == "pcl" else GROUP_OF_MODULE
         try:
-            return GROUP_OF_MODULE[top]
+            return table[top]
         except KeyError:
-            raise ValueError(f"parameter {top!r} belongs to no optimizer group") from None
-    return jax.tree_util.tree_map_with_path(label, params)
+            raise ValueError(f"{collection} entry {top!r} belongs to no optimizer group") from None
+    return jax.tree_util.tree_map_with_path(label, trainable)
 
 
 def step_schedule(base_lr, steps_per_epoch, lr_steps_epochs, decay):

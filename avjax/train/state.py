@@ -1,37 +1,65 @@
-"""The one TrainState pytree: step, params, batch_stats, opt_state."""
+"""The one TrainState pytree and the one place a run's initial state is made."""
+import logging
 from typing import Any
 
 import flax.struct
 import jax
 import jax.numpy as jnp
 
+log = logging.getLogger(__name__)
+
 
 @flax.struct.dataclass
 class TrainState:
+    """step, the model's `params` and `batch_stats`, the PCL centres (`pcl`, {} unless the defense is
+    PCL: trained, but not part of the model) and the optimizer state over `trainable()`."""
+
     step: jax.Array
     params: Any
     batch_stats: Any
+    pcl: Any
     opt_state: Any
 
     def variables(self):
-        return {"params": {k: v for k, v in self.params.items() if k != "pcl"},
-                "batch_stats": self.batch_stats}
+        """The model's variables (what `module.apply` and exported models take)."""
+        return {"params": self.params, "batch_stats": self.batch_stats}
+
+    def trainable(self):
+        """Everything the optimizer updates: {'params': model params, 'pcl': PCL centres}."""
+        return {"params": self.params, "pcl": self.pcl}
+
+    def with_trainable(self, trainable):
+        return self.replace(params=trainable["params"], pcl=trainable["pcl"])
 
 
 def init_state(model, optimizer, key, image_shape, audio_len, num_classes, *, defense="none",
-               fused_dim=None, init_variables=None):
-    """Initialise (or take `init_variables`) and build the optimizer state."""
+               fused_dim=None, init_variables=None, visual_init=""):
+    """The initial TrainState of a run.
+
+    Variables are `init_variables` when given (e.g. fine-tuning from another run), else a random
+    initialisation from `key` whose visual trunk, when `visual_init` names torchvision's ResNet18
+    file (.pth / .safetensors), holds its ImageNet weights. PCL centres are drawn N(0, 1) as the
+    official PCL code does.
+    """
     image = jnp.zeros((1,) + tuple(image_shape), jnp.float32)
     audio = jnp.zeros((1, audio_len), jnp.float32)
     k_model, k_pcl = jax.random.split(key)
     variables = init_variables or model.init(k_model, image, audio, train=False)
+    if visual_init and init_variables is None:
+        from avjax import porting
+        trunk = porting.resnet18_from_torchvision(visual_init)
+        variables = {"params": {**variables["params"], "visual_net": trunk["params"]},
+                     "batch_stats": {**variables["batch_stats"], "visual_net": trunk["batch_stats"]}}
+        log.info("visual trunk initialised from %s", visual_init)
     params = dict(variables["params"])
+    pcl = {}
     if defense == "pcl":
         if fused_dim is None:
             _, out = jax.eval_shape(lambda: model.apply(variables, image, audio))
             fused_dim = out["fused"].shape[-1]
         kc, kk = jax.random.split(k_pcl)
-        params["pcl"] = {"centres": jax.random.normal(kc, (num_classes, fused_dim)),
-                         "con_centres": jax.random.normal(kk, (num_classes, fused_dim))}
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                      batch_stats=variables.get("batch_stats", {}), opt_state=optimizer.init(params))
+        pcl = {"centres": jax.random.normal(kc, (num_classes, fused_dim)),
+               "con_centres": jax.random.normal(kk, (num_classes, fused_dim))}
+    state = TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                       batch_stats=variables.get("batch_stats", {}), pcl=pcl, opt_state=None)
+    return state.replace(opt_state=optimizer.init(state.trainable()))

@@ -16,28 +16,26 @@ def train_step(state, batch, key, *, model, optimizer, defense_cfg):
     """
     del key  # the models are deterministic in training; kept for dropout-like extensions
 
-    def loss_fn(params):
-        image, audio = batch["image"], batch["audio"]
-        variables = {"params": {k: v for k, v in params.items() if k != "pcl"},
-                     "batch_stats": state.batch_stats}
-        (logits, out), updates = model.apply(variables, image, audio, train=True,
+    def loss_fn(trainable):
+        variables = {"params": trainable["params"], "batch_stats": state.batch_stats}
+        (logits, out), updates = model.apply(variables, batch["image"], batch["audio"], train=True,
                                              mutable=["batch_stats"])
-        loss, metrics = objective(logits, out, batch["label"], defense_cfg, params.get("pcl"))
+        loss, metrics = objective(logits, out, batch["label"], defense_cfg, trainable["pcl"])
         return loss, (metrics, updates["batch_stats"])
 
-    grads, (metrics, batch_stats) = jax.grad(loss_fn, has_aux=True)(state.params)
-    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
+    trainable = state.trainable()
+    grads, (metrics, batch_stats) = jax.grad(loss_fn, has_aux=True)(trainable)
+    updates, opt_state = optimizer.update(grads, state.opt_state, trainable)
     metrics["grad_norm"] = optax.global_norm(grads)
-    return state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
-                         opt_state=opt_state), metrics
+    return state.with_trainable(optax.apply_updates(trainable, updates)).replace(
+        step=state.step + 1, batch_stats=batch_stats, opt_state=opt_state), metrics
 
 
 def eval_step(state, batch, *, model, defense_cfg):
     """-> sums over the (masked) batch: correct, loss, count; plus logits for per-example records."""
     logits, out = model.apply(state.variables(), batch["image"], batch["audio"], train=False)
     mask = batch.get("mask", jnp.ones(batch["label"].shape, jnp.float32))
-    _, metrics = objective(logits, out, batch["label"], defense_cfg, state.params.get("pcl"), mask)
+    _, metrics = objective(logits, out, batch["label"], defense_cfg, state.pcl, mask)
     n = jnp.sum(mask)
     return {"correct": metrics["accuracy"] * n, "loss_sum": metrics["loss"] * n, "count": n}
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from avjax import attacks
-from avjax.models.resnet import IMAGENET_STD
+from avjax.common import IMAGENET_STD
 from tests.attacks.conftest import sensitive_model
 
 SETTINGS = {"xA": (0.0, 0.012), "xV": (0.012, 0.0), "xAV": (0.006, 0.006)}

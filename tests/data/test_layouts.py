@@ -5,11 +5,13 @@ import os
 import numpy as np
 import pytest
 
-from avjax.data import layout_a, media, pipeline, prepare, preprocess
+from avjax.configs.base import base_config
+from avjax.data import layout_a, media, pipeline, prepare, preprocess, sources
 from tests.data import fixtures
 
 CLASSES = ("dog", "cat")
-SMALL = preprocess.PreprocessSpec(image_size=32, audio_len=4095)
+PAPER = sources.preprocess_spec(base_config().data)
+SMALL = sources.preprocess_spec(base_config().data, image_size=32, audio_len=4095)
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +169,7 @@ def test_authors_lists_give_ids_labels_and_splits():
 
 
 def test_preprocessing_follows_the_original():
-    spec = preprocess.PreprocessSpec()
+    spec = PAPER
     rng = np.random.default_rng(0)
     picks = [preprocess.centre_frame(82, True, rng, spec) for _ in range(2000)]
     assert min(picks) == 25 and max(picks) == 58     # randint(25, n - 24)

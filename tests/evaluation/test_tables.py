@@ -5,6 +5,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from avjax.configs.base import base_config
 from avjax.evaluation import report, robustness
 
 # Appendix Table 3 (defense vs MIM, AVE): clean, xA, xV, xAV, printed Avg, printed RI.
@@ -43,7 +44,7 @@ def test_summary_accuracies_and_attribution():
 
 
 def test_result_files(tmp_path):
-    spec = robustness.EvalSpec(methods=("fgsm",), sweep_eps=(0.0, 0.01))
+    spec = robustness.EvalSpec.from_config(base_config().eval, methods=("fgsm",), sweep_eps=(0.0, 0.01))
     per = {"clean": np.array([1, 1, 0], bool), "xA": np.array([1, 0, 0], bool),
            "xV": np.array([0, 1, 0], bool), "xAV": np.array([0, 0, 0], bool)}
     res = {"n": 3, "clean": 200 / 3, "modality": "av",

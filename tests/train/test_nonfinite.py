@@ -7,7 +7,7 @@ import pytest
 
 from avjax.checkpoint import RunCheckpoints
 from avjax.data import sources
-from avjax.train.loop import NonFiniteLossError, Trainer
+from avjax.train.loop import NonFiniteLossError, setup_run, train_and_evaluate
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -24,12 +24,12 @@ def test_exploding_run_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     config.train.lr.head = 1e4   # diverges within a few steps
     config.train.lr.audio = 1e4
     srcs, tfs = sources.build(config.data)
-    trainer = Trainer(config, str(tmp_path), srcs, tfs)
     with pytest.raises(NonFiniteLossError, match="non-finite (loss|parameters)"):
-        trainer.run()
+        train_and_evaluate(config, str(tmp_path), srcs, tfs)
+    template = setup_run(config, srcs, tfs).state
     with RunCheckpoints(tmp_path / "checkpoints") as ckpts:
         last = ckpts.latest_step()
         assert last is not None
-        state, _, _ = ckpts.restore(trainer.state, trainer.state.variables())
+        state, _, _ = ckpts.restore(template, template.variables())
     for leaf in __import__("jax").tree.leaves(state.params):
         assert np.all(np.isfinite(np.asarray(leaf)))

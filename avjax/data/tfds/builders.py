@@ -4,6 +4,7 @@ import os
 import numpy as np
 import tensorflow_datasets as tfds
 
+from avjax.configs.base import build_spec, synthetic_data
 from avjax.data import layout_a, media
 from avjax.data.synthetic import SyntheticSpec, generate_example
 
@@ -25,7 +26,7 @@ class SyntheticAvBuilder(tfds.core.GeneratorBasedBuilder):
 
     name = "synthetic_av"
     VERSION = tfds.core.Version("1.0.0")
-    SPEC = SyntheticSpec()
+    SPEC = build_spec(SyntheticSpec, synthetic_data())
 
     def _info(self):
         s = self.SPEC
@@ -89,16 +90,6 @@ class _LayoutABuilder(tfds.core.GeneratorBasedBuilder):
                 "jpeg": np.frombuffer(b"".join(frames), np.uint8), "jpeg_offsets": offsets,
                 "audio": media.read_audio(row.audio), "n_frames": row.n_frames, "label": row.label,
                 "id": row.id}
-
-
-def frame_from_record(record, index):
-    """Decode 1-based frame `index` of a layout-A TFDS record -> uint8 RGB."""
-    import io
-
-    from PIL import Image
-    start, end = int(record["jpeg_offsets"][index - 1]), int(record["jpeg_offsets"][index])
-    with Image.open(io.BytesIO(record["jpeg"][start:end].tobytes())) as im:
-        return np.asarray(im.convert("RGB"))
 
 
 class AveBuilder(_LayoutABuilder):

@@ -1,7 +1,7 @@
-"""Shared by ave.py / music.py / kinetics.py: the paper's recipe on a prepared layout-A dataset."""
+"""The paper's recipe on a prepared layout-A dataset, shared by configs/{ave,music,kinetics}.py."""
 import ml_collections
 
-from avjax import config_base
+from avjax.configs import base as config_base
 
 
 def paper_config(preset, variants, *, num_classes, epochs, lr_steps, batch_size, doc_recipe):
@@ -19,9 +19,6 @@ def paper_config(preset, variants, *, num_classes, epochs, lr_steps, batch_size,
     c.data.on_error = "raise"               # 'skip': drop bad examples and report them
     c.data.workers = 2
     c.data.classes = ()                     # () = the preset's class order
-    c.data.preprocess = ml_collections.ConfigDict(dict(
-        image_size=224, train_resize_factor=1.1, audio_len=65535, audio_rate=11025, fps=8,
-        margin_seconds=3.0, flip_prob=0.5, volume=(0.5, 1.5)))
     c.model.num_classes = num_classes
     c.model.width = 1.0
     c.train.batch_size = batch_size
@@ -30,7 +27,7 @@ def paper_config(preset, variants, *, num_classes, epochs, lr_steps, batch_size,
     c.eval.batch_size = 16
     c.eval.units = "normalized"
     if variants.get("recipe") == "appendix":
-        # The appendix's stated recipe (spec 7.3): audio 1e-4 / visual 1e-3, batch 48, its epochs.
+        # The appendix's stated recipe (docs/method.md, "Training recipe"): audio 1e-4 / visual 1e-3, batch 48, its epochs.
         c.train.lr = ml_collections.ConfigDict(dict(audio=1e-4, visual=1e-3, head=1e-3))
         c.train.batch_size = 48
         c.train.num_epochs, c.train.lr_steps = doc_recipe

@@ -1,7 +1,14 @@
-"""Shared config skeleton and variant parsing for configs/*.py (every researcher-facing constant)."""
+"""The config skeleton every configs/*.py starts from, variant parsing, and `build_spec`.
+
+Every constant a researcher may change has its one default here (or in the dataset config that
+overrides it); the frozen dataclasses the code runs on (`SyntheticSpec`, `PreprocessSpec`, `EvalSpec`)
+have no defaults of their own and are filled from config sections by `build_spec`.
+"""
+import dataclasses
+
 import ml_collections
 
-from avjax.models.resnet import IMAGENET_MEAN, IMAGENET_STD
+from avjax.common import IMAGENET_MEAN, IMAGENET_STD
 
 
 def parse_arg(arg: str | None) -> dict:
@@ -14,6 +21,7 @@ def parse_arg(arg: str | None) -> dict:
 
 
 VARIANT_KEYS = ("fusion", "modality", "defense", "runlocal", "recipe")
+SYNTHETIC_VARIANT_KEYS = tuple(k for k in VARIANT_KEYS if k != "recipe")  # recipe=: the paper's recipes
 
 
 def check_variants(variants: dict, allowed=VARIANT_KEYS):
@@ -30,7 +38,12 @@ def base_config() -> ml_collections.ConfigDict:
     c.data = ml_collections.ConfigDict()
     c.data.name = "synthetic"
     c.data.workers = 0
+    # train-time jitter of every dataset: horizontal flip, the original's volume jitter U[lo, hi)
     c.data.augment = ml_collections.ConfigDict(dict(flip_prob=0.5, volume=(0.5, 1.5)))
+    # real-media preprocessing (layout A / TFDS): the released code's sizes and rates (docs/data.md)
+    c.data.preprocess = ml_collections.ConfigDict(dict(
+        image_size=224, train_resize_factor=1.1, audio_len=65535, audio_rate=11025, fps=8,
+        margin_seconds=3.0))
 
     c.model = ml_collections.ConfigDict(dict(
         modality="av", fusion="concat", num_classes=8, width=1.0, visual_pool="avg",
@@ -70,6 +83,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval.loss = "ce"                 # 'ce+cos': the original's defense-evaluation attacker
     c.eval.cos_weight = 1.0
     c.eval.steps = 10
+    c.eval.step_fraction = 1.0 / 8.0   # PGD / MIM step = eps * step_fraction
+    c.eval.momentum = 1.0              # MIM decay factor mu
     c.eval.loop = "auto"               # attack loop: unroll on CPU, fori_loop elsewhere
     # (eps_visual, eps_audio) of the single-audio, single-visual and joint settings (main_attack.py)
     c.eval.eps_audio_only = 0.012
@@ -94,3 +109,39 @@ def apply_common_variants(c, variants):
         name = variants["defense"]
         c.runs[name] = ml_collections.ConfigDict(dict(modality="av", defense=name))
     return c
+
+
+def synthetic_data() -> ml_collections.ConfigDict:
+    """`config.data.synthetic` of the embedded default dataset (see avjax.data.synthetic)."""
+    return ml_collections.ConfigDict(dict(
+        num_classes=8, visual_groups=(0, 0, 1, 1, 2, 3, 4, 5), audio_groups=(0, 1, 0, 1, 2, 2, 3, 3),
+        image_size=64, audio_len=8192, sample_rate=11025, sizes=(2400, 480, 480), seed=0,
+        object_scale=(0.28, 0.45), distractor_prob=0.5, clutter=6, pixel_noise=0.06,
+        audio_snr_db=(0.0, 10.0), distractor_sound_prob=0.5, distractor_sound_gain=0.35))
+
+
+def _frozen(value):
+    """Config values as hashable, immutable Python values (lists and tuples become tuples)."""
+    if isinstance(value, (list, tuple)):
+        return tuple(_frozen(v) for v in value)
+    return value
+
+
+def build_spec(cls, *sections, **overrides):
+    """The dataclass `cls` filled field by field from config sections (later ones win) and overrides.
+
+    Keys that are not fields of `cls` are ignored (a section may serve several specs); a field that no
+    section provides is an error naming it, so a spec can never fall back to a hidden default.
+    """
+    values = {}
+    for section in sections:
+        values.update(section.to_dict() if hasattr(section, "to_dict") else dict(section))
+    values.update(overrides)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(overrides) - set(names))
+    if unknown:
+        raise ValueError(f"{cls.__name__} has no field(s) {unknown}")
+    missing = [n for n in names if n not in values]
+    if missing:
+        raise ValueError(f"{cls.__name__}: the config lacks {missing}")
+    return cls(**{n: _frozen(values[n]) for n in names})

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from avjax import torch_pickle
+from avjax.porting import torch_pickle
 from avjax.models import AVClassifier, ResNet18
 
 TORCHVISION_IGNORED = ("fc.weight", "fc.bias")  # the ImageNet classifier is not part of the trunk

@@ -1,27 +1,27 @@
 """Convert an original-code checkpoint (sound_/frame_/classifier_*.pth) into an avjax model directory.
 
-    python -m avjax.convert_original SOURCE OUT [--tag best] [--num-classes C]
+    python -m avjax.porting.convert SOURCE OUT [--tag best] [--num-classes C]
 
 SOURCE is the original checkpoint directory or one of its three files (.pth or .safetensors).
-OUT receives `model.json` + `variables/` (see avjax.checkpoint), loadable with
-`avjax.checkpoint.load_model(OUT)`.
+OUT receives `model.json` + `variables/` (see avjax.model_dir), loadable with
+`avjax.model_dir.load_model(OUT)`.
 """
 import argparse
 import sys
 
-from avjax import checkpoint, porting
+from avjax import model_dir, porting
 
 
 def convert(source, out, *, tag=None, num_classes=None) -> dict:
     module, variables = porting.load_original_checkpoint(source, num_classes, tag=tag)
     model_config = {"modality": "av", "fusion": module.fusion, "visual_pool": module.visual_pool,
                     "num_classes": module.num_classes, "width": 1.0}
-    checkpoint.save_model(out, model_config, variables)
+    model_dir.save_model(out, model_config, variables)
     return model_config
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m avjax.convert_original", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m avjax.porting.convert", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("source")
     parser.add_argument("out")

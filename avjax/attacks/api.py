@@ -1,0 +1,69 @@
+"""The attack functions users call: `attack`, `fgsm`, `pgd`, `mim`, `fgsm_settings`, `make_config`.
+
+Each builds the static `AttackConfig` of a call and runs the one jitted core (`core.run_attack`).
+"""
+import jax
+
+from avjax.attacks.core import AttackConfig, as_model_fns, fgsm_from_one_gradient, nonzero, run_attack
+from avjax.attacks.threat import image_space
+from avjax.common import IMAGENET_MEAN, IMAGENET_STD
+
+_run = jax.jit(run_attack, static_argnames=("cfg",))
+
+
+def make_config(method, *, eps_visual, eps_audio, units="pixel", steps=10, step_fraction=1.0 / 8.0,
+                momentum=1.0, random_start=False, restarts=1, loss="ce", cos_weight=1.0,
+                variant="standard", loop="auto", mean=IMAGENET_MEAN, std=IMAGENET_STD) -> AttackConfig:
+    """The static AttackConfig of an attack call (which modalities, units, loop, variant...)."""
+    if method == "fgsm":
+        steps, step_fraction = 1, 1.0
+    return AttackConfig(method=method, steps=steps, step_fraction=step_fraction, momentum=momentum,
+                        random_start=random_start, restarts=restarts, loss=loss, cos_weight=cos_weight,
+                        variant=variant, loop=loop, attack_visual=nonzero(eps_visual),
+                        attack_audio=nonzero(eps_audio), space=image_space(units, mean, std))
+
+
+def attack(method, logits_fn, image, audio, label, *, eps_visual, eps_audio, key=None, **options):
+    """Run `method` ('fgsm' | 'pgd' | 'mim'); options as `make_config`. -> (adv_image, adv_audio)."""
+    cfg = make_config(method, eps_visual=eps_visual, eps_audio=eps_audio, **options)
+    if cfg.random_start and key is None:
+        raise ValueError("random_start needs a PRNG key")
+    if not (cfg.attack_visual or cfg.attack_audio):
+        return image, audio
+    adv_v, adv_a = _run(as_model_fns(logits_fn), image, audio, label, eps_visual, eps_audio, cfg, key)
+    return (adv_v if cfg.attack_visual else image), (adv_a if cfg.attack_audio else audio)
+
+
+def fgsm(logits_fn, image, audio, label, *, eps_visual, eps_audio, units="pixel", **options):
+    """x' = clip(x + eps * sign(grad)). `variant='original'` leaves audio unclamped, as the released code."""
+    return attack("fgsm", logits_fn, image, audio, label, eps_visual=eps_visual, eps_audio=eps_audio,
+                  units=units, **options)
+
+
+def pgd(logits_fn, image, audio, label, *, eps_visual, eps_audio, units="pixel", steps=10, **options):
+    """Madry et al.: `steps` signed steps of eps/8 (no random start by default, as the paper)."""
+    return attack("pgd", logits_fn, image, audio, label, eps_visual=eps_visual, eps_audio=eps_audio,
+                  units=units, steps=steps, **options)
+
+
+def mim(logits_fn, image, audio, label, *, eps_visual, eps_audio, units="pixel", steps=10,
+        momentum=1.0, variant="standard", **options):
+    """Dong et al.: momentum over per-example L1-normalised gradients, projected onto the eps ball.
+
+    `variant='original'` reproduces the released code (batch-global L1 norm, projection flaw).
+    """
+    return attack("mim", logits_fn, image, audio, label, eps_visual=eps_visual, eps_audio=eps_audio,
+                  units=units, steps=steps, momentum=momentum, variant=variant, **options)
+
+
+
+
+def fgsm_settings(logits_fn, image, audio, label, settings, *, units="pixel", variant="standard",
+                  loss="ce", cos_weight=1.0, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+    """FGSM for several (eps_visual, eps_audio) settings from ONE gradient (traceable).
+
+    -> [(adv_image, adv_audio) per setting]; the three paper settings cost one forward/backward.
+    """
+    cfg = make_config("fgsm", eps_visual=1.0, eps_audio=1.0, units=units, variant=variant, loss=loss,
+                      cos_weight=cos_weight, mean=mean, std=std)
+    return fgsm_from_one_gradient(logits_fn, image, audio, label, settings, cfg)

@@ -1,0 +1,77 @@
+"""The package is whole: every source folder is a subpackage the wheel ships, and imports run one way."""
+import ast
+import os
+
+from avjax import selfcheck
+
+ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "avjax")
+
+# Which avjax packages each layer may import (besides itself and `avjax.common`): lower layers never
+# import higher ones (attacks never import training; models never import data).
+ALLOWED = {
+    "common": set(),
+    "models": set(),
+    "attacks": {"models"},
+    "defenses": {"models"},
+    "data": {"configs"},
+    "configs": set(),
+    "porting": {"models", "model_dir"},
+    "train": {"models", "data", "parallel", "checkpoint", "porting", "defenses"},
+    "evaluation": {"attacks", "data", "parallel", "configs", "models", "defenses"},
+}
+
+
+def _source_folders():
+    out = set()
+    for dirpath, _, files in os.walk(ROOT):
+        if "__pycache__" in dirpath or not any(f.endswith(".py") for f in files):
+            continue
+        rel = os.path.relpath(dirpath, ROOT)
+        if rel != ".":
+            out.add(rel.replace(os.sep, "."))
+    return out
+
+
+def test_every_source_folder_is_a_listed_subpackage():
+    folders = _source_folders()
+    assert folders == set(selfcheck.SUBPACKAGES)
+    for folder in folders:
+        assert os.path.isfile(os.path.join(ROOT, *folder.split("."), "__init__.py")), folder
+
+
+def test_every_installed_module_imports():
+    names = selfcheck.import_everything()
+    assert "avjax.data.tfds.records" in names and "avjax.train.loop" in names
+
+
+def _avjax_imports(path):
+    tree = ast.parse(open(path).read())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("avjax"):
+            parts = node.module.split(".")
+            if len(parts) == 1:  # from avjax import x, y
+                yield from (a.name for a in node.names)
+            else:
+                yield parts[1]
+        elif isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name.startswith("avjax."):
+                    yield a.name.split(".")[1]
+
+
+def test_imports_run_from_higher_layers_to_lower_ones():
+    bad = []
+    for layer, allowed in ALLOWED.items():
+        base = os.path.join(ROOT, layer)
+        paths = [base + ".py"] if os.path.isfile(base + ".py") else [
+            os.path.join(d, f) for d, _, fs in os.walk(base) for f in fs if f.endswith(".py")]
+        for path in paths:
+            for target in _avjax_imports(path):
+                if target not in allowed | {layer, "common"}:
+                    bad.append(f"{os.path.relpath(path, ROOT)} imports avjax.{target}")
+    assert not bad, bad
+
+
+def test_no_import_cycle_between_layout_a_and_tfds():
+    src = open(os.path.join(ROOT, "data", "layout_a.py")).read()
+    assert "tfds" not in src
