@@ -8,38 +8,115 @@ Layout of a workdir:
     results.json, results.md, figures/
 """
 import copy
+import dataclasses
 import json
 import logging
 import os
 import time
 
 import jax
+import numpy as np
 
 from avjax import model_dir, parallel
 from avjax.attacks import ModelFns
 from avjax.data import sources as data_sources
 from avjax.evaluation import report, robustness
+from avjax.models import build
 
 log = logging.getLogger(__name__)
 STAGES = ("train", "evaluate")
 
 
 def run_config(config, name):
-    """The config of run `name`: its modality / defense overrides applied."""
+    """The config of run `name`: its modality / defense / memory / fine-tuning overrides applied."""
     run = config.runs[name]
     c = copy.deepcopy(config)
     with c.unlocked():
         c.model.modality = run.modality
         if run.get("defense"):
             c.train.defense.name = run.defense
+        if run.get("memory_from"):
+            c.model.memory.size = config.exfmem.size
+            ft = config.exfmem.finetune
+            c.train.num_epochs = ft.num_epochs or c.train.num_epochs
+            c.train.lr_steps = tuple(ft.lr_steps) or c.train.lr_steps
+            c.train.batch_size = ft.batch_size or c.train.batch_size
+            if ft.lr:
+                c.train.lr = type(c.train.lr)({k: ft.lr for k in c.train.lr})
     return c
+
+
+def training_order(config) -> list[str]:
+    """Run names, every run after the runs it starts from or takes its memory from."""
+    order, pending = [], list(config.runs)
+    while pending:
+        ready = [n for n in pending if all(d in order for d in _dependencies(config, n))]
+        if not ready:
+            raise ValueError(f"runs {pending} depend on runs that are missing or on each other: "
+                             + ", ".join(f"{n} <- {_dependencies(config, n)}" for n in pending))
+        order += ready
+        pending = [n for n in pending if n not in ready]
+    return order
+
+
+def _dependencies(config, name):
+    run = config.runs[name]
+    return [d for d in (run.get("init_from"), run.get("memory_from")) if d]
+
+
+def _initial_variables(config, workdir, name, rc, sources, transforms):
+    """Variables a run starts from: another run's latest weights and/or a memory built from a run."""
+    from avjax.train.loop import latest_variables
+    run = config.runs[name]
+    variables = None
+    if run.get("init_from"):
+        variables = latest_variables(run_config(config, run.init_from), os.path.join(workdir, "runs", run.init_from),
+                                     sources, transforms)
+        log.info("run %s starts from the latest weights of run %s", name, run.init_from)
+    if run.get("memory_from"):
+        memory = build_memory(config, workdir, name, sources, transforms)
+        if variables is None:
+            raise ValueError(f"run {name}: a memory run needs `init_from` (the run to fine-tune)")
+        variables = {**variables, "memory": memory}
+    return variables
+
+
+def build_memory(config, workdir, name, sources, transforms) -> dict:
+    """The `memory` collection of run `name`, built (once; kept in runs/<name>/memory.npz) from the
+    features of run `memory_from` (see avjax.train.memory_bank)."""
+    from avjax.defenses.memory import memory_collection
+    from avjax.train.loop import latest_variables
+    from avjax.train.memory_bank import collect_features
+    source_run = config.runs[name].memory_from
+    path = os.path.join(workdir, "runs", name, "memory.npz")
+    if os.path.exists(path):
+        with np.load(path) as f:
+            return memory_collection(f["visual"], f["audio"])
+    rc = run_config(config, source_run)
+    source_dir = os.path.join(workdir, "runs", source_run)
+    ex = config.exfmem
+    if ex.source == "eval_best":
+        module, _, variables = model_dir.load_model(os.path.join(source_dir, "model"))
+    else:
+        module, variables = build(rc.model), latest_variables(rc, source_dir, sources, transforms)
+    t0 = time.perf_counter()
+    banks = collect_features(module, variables, sources, transforms, size=ex.size, source=ex.source,
+                             batch_size=ex.batch_size or rc.train.batch_size, seed=config.seed,
+                             mesh=parallel.make_mesh(), workers=config.data.workers)
+    log.info("memory of run %s: %d x %d visual / audio features of run %s (%s) in %.1f s", name, ex.size,
+             banks["visual"].shape[1], source_run, ex.source, time.perf_counter() - t0)
+    if jax.process_index() == 0:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        np.savez(path + ".tmp.npz", **banks)
+        os.replace(path + ".tmp.npz", path)
+    return memory_collection(banks["visual"], banks["audio"])
 
 
 def train(config, workdir, writer=None) -> dict:
     from avjax.train.loop import train_and_evaluate
     sources, transforms = data_sources.build(config.data)
     out = {}
-    for name in config.runs:
+    for name in training_order(config):
         rc = run_config(config, name)
         run_dir = os.path.join(workdir, "runs", name)
         summary_path = os.path.join(run_dir, "train.json")
@@ -48,12 +125,15 @@ def train(config, workdir, writer=None) -> dict:
                 out[name] = json.load(f)
             log.info("run %s already trained (test accuracy %.4f)", name, out[name]["test_accuracy"])
             continue
-        log.info("== training run %s (%s, defense %s)", name, rc.model.modality, rc.train.defense.name)
+        log.info("== training run %s (%s, defense %s%s)", name, rc.model.modality, rc.train.defense.name,
+                 ", memory of run " + config.runs[name].memory_from if config.runs[name].get("memory_from") else "")
         t0 = time.perf_counter()
+        init_variables = _initial_variables(config, workdir, name, rc, sources, transforms)
         result, best_variables = train_and_evaluate(rc, run_dir, sources, transforms,
-                                                    writer=writer and writer(name))
+                                                    writer=writer and writer(name), init_variables=init_variables)
         result["wall_s"] = time.perf_counter() - t0
         result["modality"] = rc.model.modality
+        result["defense"] = defense_of(config, name)
         if jax.process_index() == 0:
             model_path = os.path.join(run_dir, "model")
             if not os.path.exists(os.path.join(model_path, model_dir.MODEL_CONFIG)):
@@ -62,6 +142,17 @@ def train(config, workdir, writer=None) -> dict:
                 json.dump(result, f, indent=1)
         out[name] = result
     return out
+
+
+def defense_of(config, name) -> str:
+    """'none', or the run's defenses joined by '+' (e.g. 'minsim+exfmem')."""
+    if name not in config.runs:
+        return "none"
+    run = config.runs[name]
+    parts = [run.defense] if run.get("defense") not in ("", "none", None) else []
+    if run.get("memory_from"):
+        parts.append("exfmem")
+    return "+".join(parts) or "none"
 
 
 def models_to_evaluate(config, workdir):
@@ -86,18 +177,25 @@ def evaluate(config, workdir) -> dict:
     results = {}
     for name, path in models_to_evaluate(config, workdir).items():
         module, model_cfg, variables = model_dir.load_model(path)
+        defense = defense_of(config, name)
+        model_spec = attack_spec_for(spec, config.eval, defense, model_cfg.get("modality", "av"))
         t0 = time.perf_counter()
         res = robustness.evaluate_model(ModelFns(module, variables), sources["test"], transforms["eval"],
-                                        spec, batch_size=config.eval.batch_size, mesh=mesh,
+                                        model_spec, batch_size=config.eval.batch_size, mesh=mesh,
                                         max_examples=config.eval.max_examples,
                                         workers=config.data.workers)
         res["modality"] = model_cfg.get("modality", "av")
+        res["defense"] = defense
+        res["attack_loss"] = model_spec.loss
+        res["label"] = config.runs[name].get("label", "") if name in config.runs else ""
         if "sweep" in res:
             res["sweep"]["modality"] = res["modality"]
-        log.info("evaluated %s in %.1f s: clean %.2f%%", name, time.perf_counter() - t0, res["clean"])
+        log.info("evaluated %s in %.1f s: clean %.2f%% (attacker loss %s)", name, time.perf_counter() - t0,
+                 res["clean"], model_spec.loss)
         results[name] = res
     baseline = config.baseline if config.baseline in results else next(iter(results))
-    results = {baseline: results[baseline], **{k: v for k, v in results.items() if k != baseline}}
+    order = [n for n in config.get("rows", ()) if n in results] or [baseline]
+    results = {n: results[n] for n in order + [k for k in results if k not in order]}
     if jax.process_index() == 0:
         title = f"avjax robustness: {config.data.name}"
         report.write(workdir, results, spec, config, baseline, title)
@@ -108,6 +206,14 @@ def evaluate(config, workdir) -> dict:
             plot_sweep(os.path.join(workdir, "figures", f"accuracy_vs_eps_{spec.sweep_method}.png"),
                        sweeps, av[0], f"{config.data.name}: {spec.sweep_method.upper()} accuracy vs eps")
     return results
+
+
+def attack_spec_for(spec, eval_cfg, defense, modality):
+    """The evaluation spec of one model: defended audio-visual models are attacked with
+    `eval.defended_loss` (the released defense evaluation: CE + cos), every other model with `eval.loss`."""
+    if defense != "none" and modality == "av" and eval_cfg.get("defended_loss"):
+        return dataclasses.replace(spec, loss=eval_cfg.defended_loss)
+    return spec
 
 
 def run(config, workdir, writer_factory=None):

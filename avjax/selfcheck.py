@@ -20,7 +20,8 @@ import numpy as np
 
 
 # Every subpackage of avjax; tests/test_package.py keeps this list equal to the source tree's folders.
-SUBPACKAGES = ("attacks", "configs", "data", "data.tfds", "evaluation", "models", "porting", "train", "viz")
+SUBPACKAGES = ("attacks", "configs", "data", "data.tfds", "defenses", "evaluation", "models", "porting", "train",
+               "viz")
 
 
 def import_everything() -> list[str]:

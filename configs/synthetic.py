@@ -6,7 +6,9 @@ Trains the AV (concat), audio-only and visual-only models (width 0.25, 64x64 fra
 and writes clean accuracies and the FGSM / PGD / MIM robustness table to results.md. Expected on a
 2-core CPU: about 6-8 minutes; clean accuracy AV > V > A with AV >= 90 %.
 Variants (comma separated after a colon): fusion=<name>, modality=<av|audio|visual>,
-defense=<none|minsim|maxsim|pcl>, runlocal (a few steps, for smoke tests).
+defense=<none|minsim|maxsim|pcl|exfmem|minsim+exfmem|all>, runlocal (a few steps, for smoke tests).
+`defense=all` trains every row of the appendix's defense table (None, Unimodal A/V, PCL, MaxSim,
+MinSim, ExFMem, MinSim+ExFMem) and evaluates them with the released defense protocol.
 """
 import ml_collections
 
@@ -37,7 +39,12 @@ def get_config(arg=None):
     c.eval.eps_joint = 0.02
     c.eval.sweep_eps = (0.0, 0.01, 0.02, 0.04, 0.08)
     c.eval.sweep_max_examples = 120
+    c.exfmem.size = 256                # 1024 atoms of 128-d features would be slow on a CPU
+    c.exfmem.finetune.num_epochs = 4   # memory runs fine-tune from a trained run
+    c.exfmem.finetune.lr_steps = (3,)
     config_base.apply_common_variants(c, variants)
+    if variants.get("defense") == "all":  # the released defense evaluation: one eps for every setting
+        config_base.defense_protocol(c, 0.02, variant="standard", batch_size=c.eval.batch_size)
     if variants.get("runlocal"):
         c.data.synthetic.sizes = (16, 8, 8)
         c.data.synthetic.image_size = 32
@@ -48,4 +55,8 @@ def get_config(arg=None):
         c.eval.batch_size = 8
         c.eval.steps = 2
         c.eval.sweep_eps = (0.0, 0.01)
+        c.exfmem.size = 8
+        c.exfmem.finetune.num_epochs = 1
+        c.exfmem.finetune.lr_steps = ()
+        c.model.memory.max_iter = 100
     return c

@@ -48,6 +48,23 @@ def base_config() -> ml_collections.ConfigDict:
     c.model = ml_collections.ConfigDict(dict(
         modality="av", fusion="concat", num_classes=8, width=1.0, visual_pool="avg",
         dtype="")) # compute dtype: '' follows inputs/params (float32); 'bfloat16' on accelerators
+    # ExFMem: the external feature memory of a defended model (size 0: none). Runs with `memory_from`
+    # set get size = exfmem.size; see avjax.defenses.
+    c.model.memory = ml_collections.ConfigDict(dict(
+        size=0, lam=0.1, blend=0.5,
+        solver="fista", variant="standard",  # 'ista' + 'original': the released loop (batch-global stop)
+        step_visual=0.0, step_audio=0.0,    # ISTA step per modality; 0: 1/L (the optimal safe step)
+        tol=8e-4, max_iter=2000, block=25))
+    # How a memory is built from a trained run (the `memory_from` of a run).
+    c.exfmem = ml_collections.ConfigDict(dict(
+        size=1024,                          # K atoms per modality (the released code: 1024; MUSIC 288)
+        source="train_mode",                # 'train_mode': the run's latest weights, train-mode BN,
+                                            # augmented, shuffled (as the released dump); 'eval_best':
+                                            # eval-mode features of its best weights
+        batch_size=0,                       # 0: the training batch size
+        # the fine-tuning of a run with a memory (0 / () / 0.0: the config's own training settings;
+        # lr > 0 sets every learning rate)
+        finetune=ml_collections.ConfigDict(dict(num_epochs=0, lr_steps=(), batch_size=0, lr=0.0))))
 
     c.train = ml_collections.ConfigDict()
     c.train.batch_size = 48
@@ -65,12 +82,9 @@ def base_config() -> ml_collections.ConfigDict:
         prox_weight=1.0, con_weight=1e-4,             # PCL loss weights
         lr_prox=0.5, lr_con=1e-4))                    # PCL centre learning rates (official code)
 
-    # Models trained by the 'train' stage, each in workdir/runs/<name>: overrides of model / defense.
-    c.runs = ml_collections.ConfigDict({
-        "av": ml_collections.ConfigDict(dict(modality="av", defense="")),
-        "audio": ml_collections.ConfigDict(dict(modality="audio", defense="")),
-        "visual": ml_collections.ConfigDict(dict(modality="visual", defense="")),
-    })
+    # Models trained by the 'train' stage, each in workdir/runs/<name> (see `run`).
+    c.runs = ml_collections.ConfigDict({"av": run("av"), "audio": run("audio"), "visual": run("visual")})
+    c.rows = ()          # run names in table order (() = the baseline, then the others)
     c.baseline = "av"   # the row RI is measured against
 
     c.eval = ml_collections.ConfigDict()
@@ -81,6 +95,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval.methods = ("fgsm", "pgd", "mim")
     c.eval.variant = "standard"        # MIM: 'original' reproduces the released code's flaws
     c.eval.loss = "ce"                 # 'ce+cos': the original's defense-evaluation attacker
+    c.eval.defended_loss = ""          # the attacker's loss on defended models ('' = eval.loss)
     c.eval.cos_weight = 1.0
     c.eval.steps = 10
     c.eval.step_fraction = 1.0 / 8.0   # PGD / MIM step = eps * step_fraction
@@ -97,18 +112,58 @@ def base_config() -> ml_collections.ConfigDict:
     return c
 
 
+def run(modality="av", defense="", *, label="", init_from="", memory_from=""):
+    """One trained model: its modality, training defense (''/'none', 'minsim', 'maxsim', 'pcl'),
+    the run whose *latest* weights initialise it (`init_from`), and the run whose features build its
+    external memory (`memory_from`; the run is then fine-tuned with the memory). `label` names its
+    table row."""
+    return ml_collections.ConfigDict(dict(modality=modality, defense=defense, label=label, init_from=init_from,
+                                          memory_from=memory_from))
+
+
+DEFENSES = ("none", "minsim", "maxsim", "pcl", "exfmem", "minsim+exfmem", "all")
+
+
+def defense_runs() -> dict:
+    """Every row of the appendix's defense tables, as runs (name -> run), in table order."""
+    return {
+        "av": run("av", label="None"),
+        "audio": run("audio", label="Unimodal A"),
+        "visual": run("visual", label="Unimodal V"),
+        "pcl": run("av", "pcl", label="PCL", init_from="av"),      # the official PCL code starts from CE
+        "maxsim": run("av", "maxsim", label="MaxSim"),
+        "minsim": run("av", "minsim", label="MinSim"),
+        "exfmem": run("av", label="ExFMem", init_from="av", memory_from="av"),
+        "minsim_exfmem": run("av", "minsim", label="MinSim+ExFMem", init_from="minsim", memory_from="minsim"),
+    }
+
+
 def apply_common_variants(c, variants):
     """fusion= / modality= / defense= select what the single-run variants train."""
     if "fusion" in variants:
         c.model.fusion = variants["fusion"]
     if "modality" in variants:
-        c.runs = ml_collections.ConfigDict({variants["modality"]: ml_collections.ConfigDict(
-            dict(modality=variants["modality"], defense=""))})
+        c.runs = ml_collections.ConfigDict({variants["modality"]: run(variants["modality"])})
         c.baseline = variants["modality"]
-    if "defense" in variants and variants["defense"] != "none":
-        name = variants["defense"]
-        c.runs[name] = ml_collections.ConfigDict(dict(modality="av", defense=name))
+    name = variants.get("defense", "none")
+    if name not in DEFENSES:
+        raise ValueError(f"unknown defense {name!r}; choose one of {DEFENSES}")
+    rows = defense_runs()
+    wanted = {"none": [], "minsim": ["minsim"], "maxsim": ["maxsim"], "pcl": ["pcl"], "exfmem": ["exfmem"],
+              "minsim+exfmem": ["minsim", "minsim_exfmem"], "all": list(rows)}[name]
+    for key in wanted:
+        c.runs[key] = rows[key]
+    if name == "all":
+        c.rows = tuple(rows)
+        c.eval.defended_loss = "ce+cos"  # the released defense evaluation: CE + cos on defended models
     return c
+
+
+def defense_protocol(c, eps, *, variant, batch_size):
+    """The released code's defense evaluation: one eps for every setting, its MIM variant, its batch."""
+    c.eval.eps_audio_only = c.eval.eps_visual_only = c.eval.eps_joint = eps
+    c.eval.variant = variant
+    c.eval.batch_size = batch_size
 
 
 def synthetic_data() -> ml_collections.ConfigDict:

@@ -4,6 +4,18 @@ import ml_collections
 from avjax.configs import base as config_base
 
 
+# The released defense scripts per dataset: memory size and blend, the fine-tuning recipe of the
+# memory runs, the ISTA steps (visual, audio) of `memory.variant='original'`, the evaluation batch.
+DEFENSE_RECIPES = {
+    "music": dict(size=288, blend=0.5, finetune=dict(num_epochs=100, lr_steps=(30, 60, 90), batch_size=36, lr=0.0),
+                  ista_steps=(6e-6, 1e-6), eval_batch=8),
+    "ave": dict(size=1024, blend=0.5, finetune=dict(num_epochs=30, lr_steps=(10, 20), batch_size=16, lr=0.0),
+                ista_steps=(2e-6, 7e-7), eval_batch=8),
+    "kinetics_sounds": dict(size=1024, blend=0.6, finetune=dict(num_epochs=30, lr_steps=(10, 20), batch_size=32,
+                                                                lr=1e-4), ista_steps=(2e-6, 5.8e-7), eval_batch=16),
+}
+
+
 def paper_config(preset, variants, *, num_classes, epochs, lr_steps, batch_size, doc_recipe):
     config_base.check_variants(variants)
     c = config_base.base_config()
@@ -33,7 +45,14 @@ def paper_config(preset, variants, *, num_classes, epochs, lr_steps, batch_size,
         c.train.num_epochs, c.train.lr_steps = doc_recipe
     elif variants.get("recipe") not in (None, "code"):
         raise ValueError(f"unknown recipe {variants['recipe']!r}: 'code' (default) or 'appendix'")
+    recipe = DEFENSE_RECIPES[preset]
+    c.exfmem.size = recipe["size"]
+    c.model.memory.blend = recipe["blend"]
+    c.exfmem.finetune.update(recipe["finetune"])
+    c.exfmem.original_steps = recipe["ista_steps"]  # use with --config.model.memory.step_visual/step_audio
     config_base.apply_common_variants(c, variants)
+    if variants.get("defense") == "all":
+        config_base.defense_protocol(c, 0.006, variant="original", batch_size=recipe["eval_batch"])
     if variants.get("runlocal"):
         c.data.preprocess.image_size = 32
         c.data.preprocess.audio_len = 4095
@@ -44,4 +63,7 @@ def paper_config(preset, variants, *, num_classes, epochs, lr_steps, batch_size,
         c.eval.batch_size = 2
         c.eval.steps = 2
         c.eval.max_examples = 2
+        c.exfmem.size = 2
+        c.exfmem.finetune.update(dict(num_epochs=1, lr_steps=(), batch_size=2))
+        c.model.memory.max_iter = 50
     return c

@@ -27,7 +27,9 @@ def records(results: dict, spec, config) -> list[dict]:
               "units": spec.units, "attack_variant": spec.variant, "attack_loss": spec.loss}
     out = []
     for model, res in results.items():
-        base = {"model": model, "modality": res.get("modality"), "n": res["n"], **common}
+        base = {"model": model, "label": res.get("label") or model, "modality": res.get("modality"),
+                "defense": res.get("defense", "none"), "n": res["n"], **common,
+                "attack_loss": res.get("attack_loss", spec.loss)}
         out.append({**base, "attack": "none", "eps_visual": 0.0, "eps_audio": 0.0, "setting": "clean",
                     "accuracy": res["clean"]})
         for method, summary in res["methods"].items():
@@ -45,15 +47,24 @@ def records(results: dict, spec, config) -> list[dict]:
     return out
 
 
+def label(name, res) -> str:
+    """A model's row label: the run's `label` (e.g. the appendix's 'MinSim+ExFMem') or its name."""
+    return res.get("label") or name
+
+
 def markdown(results: dict, spec, baseline: str, title: str) -> str:
+    losses = sorted({res.get("attack_loss", spec.loss) for res in results.values()})
+    loss_note = (f"loss `{spec.loss}`" if losses == [spec.loss] else
+                 "loss per model: " + ", ".join(f"{label(n, r)} `{r.get('attack_loss', spec.loss)}`"
+                                                for n, r in results.items()))
     lines = [f"# {title}", "",
-             f"Units: `{spec.units}`; attack variant `{spec.variant}`, loss `{spec.loss}`; "
+             f"Units: `{spec.units}`; attack variant `{spec.variant}`, {loss_note}; "
              f"xA eps_audio={spec.eps_audio_only}, xV eps_visual={spec.eps_visual_only}, "
              f"xAV eps={spec.eps_joint} on each; PGD/MIM {spec.steps} steps of eps/8. "
              f"RI is relative to `{baseline}`. Accuracies in %.", ""]
     lines += ["## Clean accuracy (test)", "", "| model | modality | clean | n |", "|---|---|---|---|"]
     for name, res in results.items():
-        lines.append(f"| {name} | {res.get('modality')} | {res['clean']:.2f} | {res['n']} |")
+        lines.append(f"| {label(name, res)} | {res.get('modality')} | {res['clean']:.2f} | {res['n']} |")
     for method in spec.methods:
         lines += ["", f"## {method.upper()}", "",
                   "| model | ✓AV | ✗A | ✗V | ✗AV | Avg | RI | joint-only share of ✗AV successes |",
@@ -63,7 +74,7 @@ def markdown(results: dict, spec, baseline: str, title: str) -> str:
             s = res["methods"][method]
             ri = robustness_improvement(s, base) if base else float("nan")
             share = f"{s['joint_only_share']:.1f} % of {s['joint_successes']}" if s["joint_successes"] else "-"
-            lines.append(f"| {name} | {s['clean']:.2f} | {s['xA']:.2f} | {s['xV']:.2f} | {s['xAV']:.2f} "
+            lines.append(f"| {label(name, res)} | {s['clean']:.2f} | {s['xA']:.2f} | {s['xV']:.2f} | {s['xAV']:.2f} "
                          f"| {s['avg']:.2f} | {ri:.2f} | {share} |")
     sweeps = {n: r["sweep"] for n, r in results.items() if "sweep" in r}
     if sweeps:
@@ -73,7 +84,7 @@ def markdown(results: dict, spec, baseline: str, title: str) -> str:
                   "|---|---|" + "---|" * len(first["eps"])]
         for name, sw in sweeps.items():
             for setting in SETTINGS:
-                lines.append(f"| {name} | {setting} | " + " | ".join(f"{a:.1f}" for a in sw[setting]) + " |")
+                lines.append(f"| {label(name, results[name])} | {setting} | " + " | ".join(f"{a:.1f}" for a in sw[setting]) + " |")
     return "\n".join(lines) + "\n"
 
 

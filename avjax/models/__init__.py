@@ -3,6 +3,8 @@ from typing import Any, Mapping
 
 import jax.numpy as jnp
 
+from avjax.configs.base import build_spec
+from avjax.defenses.memory import MemorySpec
 from avjax.models.audio_net import AudioNet
 from avjax.models.classifiers import AudioClassifier, AVClassifier, VisualClassifier
 from avjax.models.fusion import FUSIONS, get_fusion
@@ -22,22 +24,33 @@ def _dtype(name):
         raise ValueError(f"unknown dtype {name!r}; choose one of {sorted(k for k in _DTYPES if k)}") from None
 
 
+def memory_spec(memory_config) -> MemorySpec | None:
+    """`config.model.memory` -> MemorySpec, or None when absent or `size` is 0 (no memory)."""
+    if not memory_config or not memory_config.get("size"):
+        return None
+    return build_spec(MemorySpec, memory_config)
+
+
 def build(config: Mapping[str, Any]):
     """Build the classifier a model config describes.
 
     Fields: `modality` ('av' | 'audio' | 'visual'), `num_classes`, and optionally `fusion` (one of
     FUSIONS, AV only), `width` (channel multiplier; 1.0 is the paper), `visual_pool` ('avg' | 'max'),
-    `dtype` (compute dtype; None follows inputs and variables), `param_dtype`.
+    `dtype` (compute dtype; None follows inputs and variables), `param_dtype`, `memory` (ExFMem: a
+    `config.model.memory` section; `size` 0 or absent means none).
     `module.apply(variables, image, audio, train=False)` returns `(logits, out)`.
     """
     get = config.get
     modality = get("modality", "av")
     common = dict(num_classes=int(config["num_classes"]), width=float(get("width", 1.0)),
                   dtype=_dtype(get("dtype")), param_dtype=_dtype(get("param_dtype")) or jnp.float32)
+    memory = memory_spec(get("memory"))
+    if memory is not None and modality != "av":
+        raise ValueError(f"the external feature memory needs an audio-visual model, not {modality!r}")
     if modality == "av":
         get_fusion(get("fusion", "concat"))  # validates the name
         return AVClassifier(fusion=get("fusion", "concat"), visual_pool=get("visual_pool", "avg"),
-                            **common)
+                            memory=memory, **common)
     if modality == "audio":
         return AudioClassifier(**common)
     if modality == "visual":

@@ -9,9 +9,10 @@ from typing import Any
 import jax.numpy as jnp
 from flax import linen as nn
 
+from avjax.defenses.memory import MemorySpec, defend_feature
 from avjax.models.audio_net import AudioNet
 from avjax.models.fusion import get_fusion
-from avjax.models.layers import TorchDense
+from avjax.models.layers import TorchDense, scaled_channels
 from avjax.models.resnet import ResNet18
 
 CLASSIFIER_INIT_STD = 1e-4  # the released classifier's weight init, N(0, 1e-4)
@@ -27,6 +28,7 @@ class AVClassifier(nn.Module):
     classifier_init_std: float = CLASSIFIER_INIT_STD
     dtype: Any = None
     param_dtype: Any = jnp.float32
+    memory: MemorySpec | None = None   # ExFMem: features pass through the external memory
 
     modality = "av"
 
@@ -37,14 +39,35 @@ class AVClassifier(nn.Module):
         self.fusion_head = get_fusion(self.fusion)(**kw)
         self.classifier = TorchDense(
             self.num_classes, kernel_init=nn.initializers.normal(self.classifier_init_std), **kw)
+        if self.memory is not None:  # frozen banks: filled by the memory stage, never by the optimizer
+            shape = (self.memory.size, self.feature_dim)
+            self.banks = {m: self.variable("memory", m, jnp.zeros, shape, jnp.float32)
+                          for m in ("visual", "audio")}
+            self.lipschitz = {m: self.variable("memory", f"lipschitz_{m}", jnp.ones, (), jnp.float32)
+                              for m in ("visual", "audio")}
+
+    @property
+    def feature_dim(self) -> int:
+        return scaled_channels(self.width)[-1]
+
+    def _through_memory(self, modality, f):
+        if self.memory is None:
+            return f
+        step = self.memory.step_visual if modality == "visual" else self.memory.step_audio
+        return defend_feature(self.memory, self.banks[modality].value, self.lipschitz[modality].value, f, step)
+
+    def raw_features(self, image, audio, *, train: bool = False):
+        """-> (f_v, f_a) straight from the encoders (what a memory is built from)."""
+        return self.visual_net(image, train=train)[0], self.audio_net(audio, train=train)
 
     def encode_visual(self, image, *, train: bool = False):
-        """-> (f_v (B, D), visual_map (B, h, w, D))."""
-        return self.visual_net(image, train=train)
+        """-> (f_v (B, D), visual_map (B, h, w, D)); f_v through the memory when the model has one."""
+        f_v, visual_map = self.visual_net(image, train=train)
+        return self._through_memory("visual", f_v), visual_map
 
     def encode_audio(self, audio, *, train: bool = False):
-        """-> f_a (B, D)."""
-        return self.audio_net(audio, train=train)
+        """-> f_a (B, D); through the memory when the model has one."""
+        return self._through_memory("audio", self.audio_net(audio, train=train))
 
     def classify(self, f_v, f_a):
         """-> (logits, fused)."""

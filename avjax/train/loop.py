@@ -126,6 +126,18 @@ def setup_run(config, sources, transforms, *, init_variables=None) -> RunSetup:
                     state)
 
 
+def latest_variables(config, workdir, sources, transforms, *, init_variables=None):
+    """The model variables of a run's latest checkpoint (e.g. to fine-tune from, as the released
+    defense scripts start from `*_latest.pth`), on the host."""
+    run = setup_run(config, sources, transforms, init_variables=init_variables)
+    ckpt_dir = os.path.join(os.fspath(workdir), "checkpoints")
+    with RunCheckpoints(ckpt_dir) as ckpts:
+        if ckpts.latest_step() is None:
+            raise FileNotFoundError(f"{ckpt_dir}: no checkpoint to start from (train that run first)")
+        state, _, _ = ckpts.restore(run.state, run.state.variables())
+    return _to_host(state.variables())
+
+
 def evaluate_split(p_eval, state, source, transform, *, local_batch, mesh, workers, split) -> dict:
     """Accuracy and loss of `state` over a whole split (masked padding: every example once)."""
     ds = pipeline.eval_dataset(source, transform, batch_size=local_batch, workers=workers)

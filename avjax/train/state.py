@@ -6,23 +6,30 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
+from avjax.defenses.memory import check_memory
+
 log = logging.getLogger(__name__)
 
 
 @flax.struct.dataclass
 class TrainState:
-    """step, the model's `params` and `batch_stats`, the PCL centres (`pcl`, {} unless the defense is
-    PCL: trained, but not part of the model) and the optimizer state over `trainable()`."""
+    """step, the model's `params` and `batch_stats`, its frozen external `memory` ({} unless the model
+    has one: part of the model, never updated), the PCL centres (`pcl`, {} unless the defense is PCL:
+    trained, but not part of the model) and the optimizer state over `trainable()`."""
 
     step: jax.Array
     params: Any
     batch_stats: Any
+    memory: Any
     pcl: Any
     opt_state: Any
 
     def variables(self):
         """The model's variables (what `module.apply` and exported models take)."""
-        return {"params": self.params, "batch_stats": self.batch_stats}
+        out = {"params": self.params, "batch_stats": self.batch_stats}
+        if self.memory:
+            out["memory"] = self.memory
+        return out
 
     def trainable(self):
         """Everything the optimizer updates: {'params': model params, 'pcl': PCL centres}."""
@@ -52,6 +59,16 @@ def init_state(model, optimizer, key, image_shape, audio_len, num_classes, *, de
                      "batch_stats": {**variables["batch_stats"], "visual_net": trunk["batch_stats"]}}
         log.info("visual trunk initialised from %s", visual_init)
     params = dict(variables["params"])
+    memory = dict(variables.get("memory", {}))
+    spec = getattr(model, "memory", None)
+    if spec is not None:
+        if init_variables is None or "memory" not in init_variables:
+            raise ValueError("this model is defended by an external memory (model.memory.size = "
+                             f"{spec.size}) but no memory was given: build it from a trained run first "
+                             "(a run with `memory_from`)")
+        check_memory(memory, spec, {"visual": model.feature_dim, "audio": model.feature_dim}, "init_state")
+    elif memory:
+        raise ValueError("variables hold a memory but the model has none (set model.memory.size)")
     pcl = {}
     if defense == "pcl":
         if fused_dim is None:
@@ -61,5 +78,5 @@ def init_state(model, optimizer, key, image_shape, audio_len, num_classes, *, de
         pcl = {"centres": jax.random.normal(kc, (num_classes, fused_dim)),
                "con_centres": jax.random.normal(kk, (num_classes, fused_dim))}
     state = TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                       batch_stats=variables.get("batch_stats", {}), pcl=pcl, opt_state=None)
+                       batch_stats=variables.get("batch_stats", {}), memory=memory, pcl=pcl, opt_state=None)
     return state.replace(opt_state=optimizer.init(state.trainable()))

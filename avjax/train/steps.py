@@ -17,7 +17,7 @@ def train_step(state, batch, key, *, model, optimizer, defense_cfg):
     del key  # the models are deterministic in training; kept for dropout-like extensions
 
     def loss_fn(trainable):
-        variables = {"params": trainable["params"], "batch_stats": state.batch_stats}
+        variables = dict(state.variables(), params=trainable["params"])
         (logits, out), updates = model.apply(variables, batch["image"], batch["audio"], train=True,
                                              mutable=["batch_stats"])
         loss, metrics = objective(logits, out, batch["label"], defense_cfg, trainable["pcl"])

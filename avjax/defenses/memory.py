@@ -1,0 +1,65 @@
+"""The external feature memory (ExFMem): what a defended model stores, and how a feature uses it.
+
+A memory is a frozen collection of the model's variables, `variables['memory']`:
+    visual, audio                   (K, dim) banks of training features, one atom per row
+    lipschitz_visual, lipschitz_audio   largest eigenvalue of M M^T per bank (cached for FISTA's step)
+It is saved with checkpoints and exported models and never touched by the optimizer. At inference,
+training and under attack, each feature f becomes a * (h M) + (1 - a) * f with h its lasso code
+(`sparse_code`), before fusion.
+"""
+import dataclasses
+
+import jax.numpy as jnp
+import numpy as np
+
+from avjax.defenses.sparse_coding import blend, lipschitz, sparse_code
+
+MODALITIES = ("visual", "audio")
+
+
+@dataclasses.dataclass(frozen=True)
+class MemorySpec:
+    """How a defended model codes its features (from `config.model.memory`; hashable, static)."""
+
+    size: int            # K atoms per modality
+    lam: float           # l1 weight of the lasso (the paper's 0.1)
+    blend: float         # a in a * (h M) + (1 - a) * f (0.5; 0.6 for Kinetics-Sounds)
+    solver: str          # 'fista' | 'ista'
+    variant: str         # 'standard' | 'original' (the released batch-global ISTA loop)
+    step_visual: float   # ISTA step; 0: 1/L
+    step_audio: float
+    tol: float
+    max_iter: int
+    block: int
+
+
+def defend_feature(spec: MemorySpec, bank, big_l, features, step):
+    """-> the blended feature a * (h M) + (1 - a) * f of `features` (B, dim) over `bank` (K, dim)."""
+    codes = sparse_code(bank, features, lam=spec.lam, solver=spec.solver, variant=spec.variant,
+                         step=step or None, tol=spec.tol, max_iter=spec.max_iter, lipschitz_constant=big_l,
+                         block=spec.block)
+    return blend(bank, features, codes, spec.blend)
+
+
+def memory_collection(visual, audio) -> dict:
+    """The `memory` collection of two banks (numpy or jax arrays, (K, dim) each), L cached."""
+    out = {}
+    for name, bank in zip(MODALITIES, (visual, audio)):
+        bank = np.asarray(bank, np.float32)
+        if bank.ndim != 2 or not np.all(np.isfinite(bank)):
+            raise ValueError(f"{name} memory must be a finite (K, dim) array, got shape {bank.shape}")
+        out[name] = bank
+        out[f"lipschitz_{name}"] = np.asarray(lipschitz(jnp.asarray(bank)), np.float32)
+    return out
+
+
+def check_memory(memory: dict, spec: MemorySpec, dims: dict, where: str):
+    """A memory must fit the model: both banks present, K = spec.size, feature dims equal the model's."""
+    for name in MODALITIES:
+        if name not in memory:
+            raise ValueError(f"{where}: no {name} memory, but the model is defended by ExFMem "
+                             f"(model.memory.size = {spec.size}); build the memory first")
+        shape = tuple(np.shape(memory[name]))
+        if shape != (spec.size, dims[name]):
+            raise ValueError(f"{where}: {name} memory has shape {shape}, but the model needs "
+                             f"({spec.size}, {dims[name]}) (model.memory.size, its {name} feature dim)")

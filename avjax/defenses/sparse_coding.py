@@ -1,0 +1,179 @@
+"""Lasso sparse codes of features over a fixed memory: min_h 1/2 ||x - h M||^2 + lam ||h||_1.
+
+    codes = sparse_code(memory, features)          # memory (K, dim), one atom per row; features (B, dim)
+
+Two solvers, both compiled, fixed-shape and differentiable end to end (training and white-box attacks
+differentiate through the iterations):
+
+* `solver='fista'` (default): FISTA with adaptive restart and step 1/L, L the largest eigenvalue of
+  M M^T (power iteration, `lipschitz`; pass it to skip the computation). Each example stops on its own
+  once its objective fell by at most `tol` (relative) over the last `block` iterations, and is frozen
+  from then on, so its code never depends on its batch-mates. (`duality_gap` certifies a result; as a
+  stopping rule it is too pessimistic in float32.)
+* `solver='ista', variant='original'`: the released code's loop exactly - h0 = 0,
+  h <- shrink(h - step * (h M - x) M^T, step * lam), stopping when the Frobenius norm of the change of the
+  *whole batch's* code matrix is below `tol`, or after `max_iter` iterations. `step` is the per-dataset
+  constant of the released scripts (`ORIGINAL_STEPS`). `solver='ista'` with `variant='standard'` is ISTA
+  with the per-example rule.
+
+The iterations run as a `lax.scan` over blocks of `block` iterations; a block in which every example has
+already stopped is skipped by `lax.cond`, so converged batches cost (almost) nothing while the program
+keeps a fixed shape that reverse-mode autodiff can go through. Each block is rematerialised
+(`jax.checkpoint`), so memory grows with the number of blocks, not iterations.
+"""
+import functools
+
+import jax
+import jax.numpy as jnp
+
+SOLVERS = ("fista", "ista")
+VARIANTS = ("standard", "original")
+# The released scripts' ISTA step sizes (visual, audio) per dataset.
+ORIGINAL_STEPS = {"music": (6e-6, 1e-6), "kinetics_sounds": (2e-6, 5.8e-7), "ave": (2e-6, 7e-7)}
+
+
+class SolverError(FloatingPointError):
+    """A non-finite value inside the sparse coder."""
+
+
+def shrink(v, threshold):
+    """Soft thresholding, the proximal map of threshold * ||.||_1."""
+    return jnp.sign(v) * jnp.maximum(jnp.abs(v) - threshold, 0.0)
+
+
+def lipschitz(memory, iters: int = 100):
+    """Largest eigenvalue of M M^T (= of M^T M) by power iteration: the Lipschitz constant of the
+    lasso gradient, so 1/L is the largest safe ISTA / FISTA step."""
+    gram = memory.T @ memory if memory.shape[0] >= memory.shape[1] else memory @ memory.T
+    v = jnp.ones((gram.shape[0],), gram.dtype) / jnp.sqrt(gram.shape[0])
+
+    def body(_, v):
+        w = gram @ v
+        return w / jnp.maximum(jnp.linalg.norm(w), jnp.finfo(gram.dtype).tiny)
+
+    v = jax.lax.fori_loop(0, iters, body, v)
+    return v @ (gram @ v)
+
+
+def lasso_objective(memory, features, codes, lam):
+    """Per example: 1/2 ||x - h M||^2 + lam ||h||_1."""
+    residual = features - codes @ memory
+    return 0.5 * jnp.sum(residual * residual, -1) + lam * jnp.sum(jnp.abs(codes), -1)
+
+
+def sparse_code(memory, features, *, lam=0.1, solver="fista", variant="standard", step=None, tol=8e-4,
+                max_iter=2000, lipschitz_constant=None, block=25, check_finite=True):
+    """-> codes (B, K) of `features` (B, dim) over `memory` (K, dim); see the module docstring."""
+    return sparse_code_with_iterations(
+        memory, features, lam=lam, solver=solver, variant=variant, step=step, tol=tol, max_iter=max_iter,
+        lipschitz_constant=lipschitz_constant, block=block, check_finite=check_finite)[0]
+
+
+def sparse_code_with_iterations(memory, features, *, lam=0.1, solver="fista", variant="standard", step=None,
+                                tol=8e-4, max_iter=2000, lipschitz_constant=None, block=25, check_finite=True):
+    """-> (codes (B, K), iterations run per example (B,) int32); arguments as `sparse_code`."""
+    if solver not in SOLVERS or variant not in VARIANTS:
+        raise ValueError(f"unknown solver {solver!r} / variant {variant!r}; choose from {SOLVERS} / {VARIANTS}")
+    if variant == "original" and (solver != "ista" or step is None):
+        raise ValueError("variant='original' is the released ISTA loop: solver='ista' with its `step`")
+    if memory.ndim != 2 or features.ndim != 2 or memory.shape[1] != features.shape[1]:
+        raise ValueError(f"memory {memory.shape} (K, dim) and features {features.shape} (B, dim) do not match")
+    dtype = features.dtype
+    memory = memory.astype(dtype)
+    if step is None:
+        big_l = lipschitz(memory) if lipschitz_constant is None else jnp.asarray(lipschitz_constant, dtype)
+        step = 1.0 / jnp.maximum(big_l, jnp.finfo(dtype).tiny)
+    step = jnp.asarray(step, dtype)
+    codes, iters = _solve(memory, features, jnp.asarray(lam, dtype), step, jnp.asarray(tol, dtype), solver=solver,
+                   batch_stop=variant == "original", max_iter=int(max_iter), block=int(block))
+    if check_finite:
+        codes = _raise_if_not_finite(codes)
+    return codes, iters
+
+
+def duality_gap(memory, features, codes, lam):
+    """Per example: (duality gap, primal objective). The gap >= 0 bounds the distance of the objective
+    from the optimum (0 at the optimum). The dual point is the residual r = x - hM scaled by
+    s = min(1, lam / ||r M^T||_inf); the gap is written as 1/2 (1 - s)^2 ||r||^2 + sum_j (lam |h_j| -
+    s h_j (r M^T)_j), which avoids the cancellation of ||x||^2 in float32."""
+    residual = features - codes @ memory
+    corr = residual @ memory.T
+    s = jnp.minimum(1.0, lam / jnp.maximum(jnp.max(jnp.abs(corr), axis=-1), jnp.finfo(corr.dtype).tiny))
+    r2 = jnp.sum(residual * residual, -1)
+    gap = 0.5 * jnp.square(1.0 - s) * r2 + jnp.sum(lam * jnp.abs(codes) - s[:, None] * codes * corr, -1)
+    return gap, 0.5 * r2 + lam * jnp.sum(jnp.abs(codes), -1)
+
+
+def _solve(memory, x, lam, step, tol, *, solver, batch_stop, max_iter, block):
+    mx = x @ memory.T               # (B, K): the gradient is h (M M^T) - x M^T
+    gram = memory @ memory.T        # (K, K)
+    batch = x.shape[0]
+    zeros = jnp.zeros((batch, memory.shape[0]), x.dtype)
+    fista = solver == "fista"
+
+    def one_iteration(carry, i):
+        h, y, t, done, iters = carry
+        point = y if fista else h
+        h_new = shrink(point - step * (point @ gram - mx), step * lam)
+        stop = jnp.zeros_like(done)
+        if batch_stop:  # the released rule: Frobenius norm of the whole batch's change, every iteration
+            stop = jnp.broadcast_to(jnp.linalg.norm(h_new - h) < tol, done.shape)
+        if fista:  # with O'Donoghue & Candes' adaptive restart: momentum reset when it points uphill
+            restart = jnp.sum((point - h_new) * (h_new - h), axis=-1) > 0
+            t = jnp.where(restart, 1.0, t)
+            t_new = 0.5 * (1.0 + jnp.sqrt(1.0 + 4.0 * t * t))
+            y_new = h_new + ((t - 1.0) / t_new)[:, None] * (h_new - h)
+        else:
+            t_new, y_new = t, h_new
+        active = (~done) & (i < max_iter)
+        keep = active[:, None]
+        return (jnp.where(keep, h_new, h), jnp.where(keep, y_new, y), jnp.where(active, t_new, t),
+                done | (active & stop), iters + active.astype(jnp.int32))
+
+    @jax.checkpoint
+    def run_block(carry, start):
+        state, prev_objective = carry
+        state = jax.lax.fori_loop(0, block, lambda j, c: one_iteration(c, start + j), state)
+        if batch_stop:
+            return state, prev_objective
+        # per example, at the end of every block: stop once the objective fell by at most tol (relative)
+        h, y, t, done, iters = state
+        objective = lasso_objective(memory, x, h, lam)
+        converged = prev_objective - objective <= tol * objective
+        return (h, y, t, done | converged, iters), jnp.where(done, prev_objective, objective)
+
+    def scan_body(carry, start):
+        carry = jax.lax.cond(jnp.all(carry[0][3]), lambda c: c, lambda c: run_block(c, start), carry)
+        return carry, None
+
+    starts = jnp.arange(0, max_iter, block)
+    init = (zeros, zeros, jnp.ones((batch,), x.dtype), jnp.zeros((batch,), bool),
+            jnp.zeros((batch,), jnp.int32))
+    ((h, _, _, _, iters), _), _ = jax.lax.scan(scan_body, (init, jnp.full((batch,), jnp.inf, x.dtype)), starts)
+    return h, iters
+
+
+def _raise_if_not_finite(codes):
+    """Stop with an error instead of returning NaN codes (works under jit: a host callback)."""
+    finite = jnp.all(jnp.isfinite(codes))
+
+    def check(ok):
+        if not ok:
+            raise SolverError("non-finite value inside the sparse coder (memory or features hold "
+                              "inf/NaN, or the step is too large for this memory)")
+
+    jax.debug.callback(check, finite)
+    return codes
+
+
+@functools.partial(jax.jit, static_argnames=("lam", "solver", "variant", "tol", "max_iter", "block"))
+def sparse_code_jit(memory, features, *, lam=0.1, solver="fista", variant="standard", step=None, tol=8e-4,
+                    max_iter=2000, lipschitz_constant=None, block=25):
+    """`sparse_code` compiled once per shape and static option set."""
+    return sparse_code(memory, features, lam=lam, solver=solver, variant=variant, step=step, tol=tol,
+                       max_iter=max_iter, lipschitz_constant=lipschitz_constant, block=block)
+
+
+def blend(memory, features, codes, weight):
+    """f' = a (h M) + (1 - a) f: the released code's average of the denoised and the original feature."""
+    return weight * (codes @ memory.astype(features.dtype)) + (1.0 - weight) * features
