@@ -54,7 +54,8 @@ def base_config() -> ml_collections.ConfigDict:
         size=0, lam=0.1, blend=0.5,
         solver="fista", variant="standard",  # 'ista' + 'original': the released loop (batch-global stop)
         step_visual=0.0, step_audio=0.0,    # ISTA step per modality; 0: 1/L (the optimal safe step)
-        tol=8e-4, max_iter=2000, block=25))
+        tol=-1.0,                           # < 0: the solver default (1e-6 relative; released loop 8e-4)
+        max_iter=2000, block=25))
     # How a memory is built from a trained run (the `memory_from` of a run).
     c.exfmem = ml_collections.ConfigDict(dict(
         size=1024,                          # K atoms per modality (the released code: 1024; MUSIC 288)

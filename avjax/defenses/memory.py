@@ -36,7 +36,8 @@ class MemorySpec:
 def defend_feature(spec: MemorySpec, bank, big_l, features, step):
     """-> the blended feature a * (h M) + (1 - a) * f of `features` (B, dim) over `bank` (K, dim)."""
     codes = sparse_code(bank, features, lam=spec.lam, solver=spec.solver, variant=spec.variant,
-                         step=step or None, tol=spec.tol, max_iter=spec.max_iter, lipschitz_constant=big_l,
+                         step=step or None, tol=None if spec.tol < 0 else spec.tol, max_iter=spec.max_iter,
+                         lipschitz_constant=big_l,
                          block=spec.block)
     return blend(bank, features, codes, spec.blend)
 

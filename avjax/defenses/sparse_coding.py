@@ -7,12 +7,13 @@ differentiate through the iterations):
 
 * `solver='fista'` (default): FISTA with adaptive restart and step 1/L, L the largest eigenvalue of
   M M^T (power iteration, `lipschitz`; pass it to skip the computation). Each example stops on its own
-  once its objective fell by at most `tol` (relative) over the last `block` iterations, and is frozen
+  once its objective fell by at most `tol` (relative; default 1e-6) over the last `block` iterations, and is frozen
   from then on, so its code never depends on its batch-mates. (`duality_gap` certifies a result; as a
   stopping rule it is too pessimistic in float32.)
 * `solver='ista', variant='original'`: the released code's loop exactly - h0 = 0,
   h <- shrink(h - step * (h M - x) M^T, step * lam), stopping when the Frobenius norm of the change of the
-  *whole batch's* code matrix is below `tol`, or after `max_iter` iterations. `step` is the per-dataset
+  *whole batch's* code matrix is below `tol` (default 8e-4, the released value), or after `max_iter`
+  iterations. `step` is the per-dataset
   constant of the released scripts (`ORIGINAL_STEPS`). `solver='ista'` with `variant='standard'` is ISTA
   with the per-example rule.
 
@@ -29,6 +30,7 @@ import jax.numpy as jnp
 SOLVERS = ("fista", "ista")
 VARIANTS = ("standard", "original")
 # The released scripts' ISTA step sizes (visual, audio) per dataset.
+DEFAULT_TOL = {"standard": 1e-6, "original": 8e-4}
 ORIGINAL_STEPS = {"music": (6e-6, 1e-6), "kinetics_sounds": (2e-6, 5.8e-7), "ave": (2e-6, 7e-7)}
 
 
@@ -61,7 +63,7 @@ def lasso_objective(memory, features, codes, lam):
     return 0.5 * jnp.sum(residual * residual, -1) + lam * jnp.sum(jnp.abs(codes), -1)
 
 
-def sparse_code(memory, features, *, lam=0.1, solver="fista", variant="standard", step=None, tol=8e-4,
+def sparse_code(memory, features, *, lam=0.1, solver="fista", variant="standard", step=None, tol=None,
                 max_iter=2000, lipschitz_constant=None, block=25, check_finite=True):
     """-> codes (B, K) of `features` (B, dim) over `memory` (K, dim); see the module docstring."""
     return sparse_code_with_iterations(
@@ -70,7 +72,7 @@ def sparse_code(memory, features, *, lam=0.1, solver="fista", variant="standard"
 
 
 def sparse_code_with_iterations(memory, features, *, lam=0.1, solver="fista", variant="standard", step=None,
-                                tol=8e-4, max_iter=2000, lipschitz_constant=None, block=25, check_finite=True):
+                                tol=None, max_iter=2000, lipschitz_constant=None, block=25, check_finite=True):
     """-> (codes (B, K), iterations run per example (B,) int32); arguments as `sparse_code`."""
     if solver not in SOLVERS or variant not in VARIANTS:
         raise ValueError(f"unknown solver {solver!r} / variant {variant!r}; choose from {SOLVERS} / {VARIANTS}")
@@ -78,6 +80,7 @@ def sparse_code_with_iterations(memory, features, *, lam=0.1, solver="fista", va
         raise ValueError("variant='original' is the released ISTA loop: solver='ista' with its `step`")
     if memory.ndim != 2 or features.ndim != 2 or memory.shape[1] != features.shape[1]:
         raise ValueError(f"memory {memory.shape} (K, dim) and features {features.shape} (B, dim) do not match")
+    tol = DEFAULT_TOL[variant] if tol is None else tol
     dtype = features.dtype
     memory = memory.astype(dtype)
     if step is None:
@@ -167,7 +170,7 @@ def _raise_if_not_finite(codes):
 
 
 @functools.partial(jax.jit, static_argnames=("lam", "solver", "variant", "tol", "max_iter", "block"))
-def sparse_code_jit(memory, features, *, lam=0.1, solver="fista", variant="standard", step=None, tol=8e-4,
+def sparse_code_jit(memory, features, *, lam=0.1, solver="fista", variant="standard", step=None, tol=None,
                     max_iter=2000, lipschitz_constant=None, block=25):
     """`sparse_code` compiled once per shape and static option set."""
     return sparse_code(memory, features, lam=lam, solver=solver, variant=variant, step=step, tol=tol,

@@ -1,0 +1,107 @@
+"""The sparse coder: reaches the lasso optimum, codes each example independently, differentiates
+correctly, and `variant='original'` is the released ISTA loop iteration for iteration."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from avjax import defenses
+
+
+def feature_memory(k, dim, batch, seed=0):
+    """Non-negative, correlated atoms like ReLU features, and features near their span."""
+    rng = np.random.default_rng(seed)
+    base = np.abs(rng.normal(size=(8, dim)))
+    memory = np.abs(rng.normal(size=(k, 8)) @ base / 4 + 0.3 * rng.normal(size=(k, dim)))
+    pick = rng.integers(0, k, (batch, 2))
+    x = 0.6 * memory[pick[:, 0]] + 0.4 * memory[pick[:, 1]] + 0.05 * rng.normal(size=(batch, dim))
+    return memory.astype(np.float32), x.astype(np.float32)
+
+
+def released_ista(memory, x, step, lam, tol, max_iter):
+    """A plain NumPy restatement of the released loop (D = memory.T (dim, K), one column per example)."""
+    d, xs = memory.T.astype(np.float64), x.T.astype(np.float64)
+    h = np.zeros((d.shape[1], xs.shape[1]))
+    for it in range(1, max_iter + 1):
+        v = h - step * d.T @ (d @ h - xs)
+        h_new = np.sign(v) * np.maximum(np.abs(v) - step * lam, 0.0)
+        change = np.linalg.norm(h_new - h)
+        h = h_new
+        if change < tol:
+            break
+    return h.T, it
+
+
+def test_default_solver_reaches_the_lasso_optimum_of_scikit_learn():
+    from sklearn.linear_model import Lasso
+    memory, x = feature_memory(96, 48, 6)
+    codes = defenses.sparse_code(jnp.asarray(memory), jnp.asarray(x))
+    dim = memory.shape[1]
+    # scikit-learn: 1/(2 n) ||y - X w||^2 + alpha ||w||_1 with n = dim, so alpha = lam / dim
+    ref = np.stack([Lasso(alpha=0.1 / dim, fit_intercept=False, tol=1e-12, max_iter=200_000)
+                    .fit(memory.T.astype(np.float64), xi.astype(np.float64)).coef_ for xi in x])
+    ours = np.asarray(defenses.lasso_objective(memory, x, codes, 0.1))
+    best = np.asarray(defenses.lasso_objective(memory.astype(np.float64), x.astype(np.float64), ref, 0.1))
+    np.testing.assert_array_less(np.abs(ours - best) / best, 1e-4)
+    assert np.mean(np.asarray(codes) == 0) > 0.5  # sparse
+
+
+def test_each_example_is_coded_independently_of_its_batch_mates():
+    memory, x = feature_memory(128, 32, 16)
+    m, xs = jnp.asarray(memory), jnp.asarray(x)
+    batch = np.asarray(defenses.sparse_code(m, xs))
+    for i in (0, 5, 15):
+        alone = np.asarray(defenses.sparse_code(m, xs[i:i + 1]))[0]
+        np.testing.assert_allclose(alone, batch[i], rtol=0, atol=1e-6)
+    # the released loop stops on the whole batch's change: an example's code depends on the others
+    step = 0.5 / float(defenses.lipschitz(m))
+    orig = lambda v: np.asarray(defenses.sparse_code(m, v, solver="ista", variant="original", step=step))  # noqa: E731
+    batch_o = orig(xs)
+    alone_o = np.stack([orig(xs[i:i + 1])[0] for i in range(4)])
+    assert np.max(np.abs(alone_o - batch_o[:4])) > 1e-3
+
+
+def test_original_variant_is_the_released_loop_iteration_for_iteration():
+    memory, x = feature_memory(64, 32, 8, seed=3)
+    step = 0.9 / float(defenses.lipschitz(jnp.asarray(memory)))
+    for tol, max_iter in ((8e-4, 2001), (1e-9, 60)):  # stopped by tol / by the iteration cap
+        codes, iters = defenses.sparse_code_with_iterations(
+            jnp.asarray(memory), jnp.asarray(x), solver="ista", variant="original", step=step, tol=tol,
+            max_iter=max_iter)
+        ref, ref_iters = released_ista(memory, x, step, 0.1, tol, max_iter)
+        assert set(np.asarray(iters).tolist()) == {ref_iters}
+        np.testing.assert_allclose(np.asarray(codes), ref, atol=2e-4)
+
+
+@pytest.mark.parametrize("solver", ["fista", "ista"])
+def test_gradients_through_the_solver_match_finite_differences(solver):
+    with jax.enable_x64(True):
+        memory, x = feature_memory(12, 6, 2, seed=1)
+        m, xs = jnp.asarray(memory, jnp.float64), jnp.asarray(x, jnp.float64)
+        w = jnp.asarray(np.random.default_rng(2).normal(size=x.shape))
+
+        def loss(features):
+            # a fixed number of iterations (tol < 0 never stops): the function finite differences see
+            codes = defenses.sparse_code(m, features, solver=solver, tol=-1.0, max_iter=400, block=20)
+            return jnp.sum(w * defenses.blend(m, features, codes, 0.5))
+
+        grad = np.asarray(jax.grad(loss)(xs))
+        eps = 1e-6
+        fd = np.zeros_like(grad)
+        for idx in np.ndindex(*x.shape):
+            d = np.zeros(x.shape)
+            d[idx] = eps
+            fd[idx] = (loss(xs + d) - loss(xs - d)) / (2 * eps)
+        np.testing.assert_allclose(grad, fd, rtol=1e-4, atol=1e-6)
+
+
+def test_bad_input_is_a_clear_error():
+    memory, x = feature_memory(16, 8, 2)
+    with pytest.raises(ValueError, match="do not match"):
+        defenses.sparse_code(jnp.asarray(memory), jnp.asarray(x[:, :4]))
+    with pytest.raises(ValueError, match="released ISTA loop"):
+        defenses.sparse_code(jnp.asarray(memory), jnp.asarray(x), variant="original")
+    bad = x.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(Exception, match="non-finite value inside the sparse coder"):
+        jax.block_until_ready(jax.jit(defenses.sparse_code)(jnp.asarray(memory), jnp.asarray(bad)))
