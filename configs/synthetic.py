@@ -43,20 +43,18 @@ def get_config(arg=None):
     c.exfmem.finetune.num_epochs = 4   # memory runs fine-tune from a trained run
     c.exfmem.finetune.lr_steps = (3,)
     config_base.apply_common_variants(c, variants)
-    if variants.get("defense") == "all":  # the released defense evaluation: one eps for every setting
+    if variants.get("defense") == "all":  # eight models on a CPU: shorter schedules, a smaller memory
+        c.train.num_epochs, c.train.lr_steps = 4, (3,)
+        c.exfmem.size = 128
+        c.exfmem.finetune.num_epochs, c.exfmem.finetune.lr_steps = 2, ()
+        c.eval.max_examples = 240
+        c.eval.sweep_eps = ()
+        # the released defense evaluation: one eps for every setting
         config_base.defense_protocol(c, 0.02, variant="standard", batch_size=c.eval.batch_size)
     if variants.get("runlocal"):
         c.data.synthetic.sizes = (16, 8, 8)
         c.data.synthetic.image_size = 32
         c.data.synthetic.audio_len = 4096
-        c.model.width = 0.125
-        c.train.batch_size = 8
-        c.train.num_epochs = 1
-        c.eval.batch_size = 8
-        c.eval.steps = 2
+        config_base.runlocal(c, batch_size=8)
         c.eval.sweep_eps = (0.0, 0.01)
-        c.exfmem.size = 8
-        c.exfmem.finetune.num_epochs = 1
-        c.exfmem.finetune.lr_steps = ()
-        c.model.memory.max_iter = 100
     return c

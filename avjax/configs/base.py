@@ -160,6 +160,18 @@ def apply_common_variants(c, variants):
     return c
 
 
+def runlocal(c, batch_size):
+    """The smoke-test sizes every config's `runlocal` variant shares: tiny model, one epoch, two attack
+    steps, a memory of one batch."""
+    c.model.width = 0.125
+    c.train.batch_size = c.eval.batch_size = batch_size
+    c.train.num_epochs = 1
+    c.eval.steps = 2
+    c.exfmem.size = batch_size
+    c.exfmem.finetune.update(dict(num_epochs=1, lr_steps=(), batch_size=batch_size))
+    c.model.memory.max_iter = 50
+
+
 def defense_protocol(c, eps, *, variant, batch_size):
     """The released code's defense evaluation: one eps for every setting, its MIM variant, its batch."""
     c.eval.eps_audio_only = c.eval.eps_visual_only = c.eval.eps_joint = eps

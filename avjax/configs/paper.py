@@ -57,13 +57,6 @@ def paper_config(preset, variants, *, num_classes, epochs, lr_steps, batch_size,
         c.data.preprocess.image_size = 32
         c.data.preprocess.audio_len = 4095
         c.data.workers = 0
-        c.model.width = 0.125
-        c.train.batch_size = 2
-        c.train.num_epochs = 1
-        c.eval.batch_size = 2
-        c.eval.steps = 2
+        config_base.runlocal(c, batch_size=2)
         c.eval.max_examples = 2
-        c.exfmem.size = 2
-        c.exfmem.finetune.update(dict(num_epochs=1, lr_steps=(), batch_size=2))
-        c.model.memory.max_iter = 50
     return c

@@ -6,16 +6,7 @@ import numpy as np
 import pytest
 
 from avjax import defenses
-
-
-def feature_memory(k, dim, batch, seed=0):
-    """Non-negative, correlated atoms like ReLU features, and features near their span."""
-    rng = np.random.default_rng(seed)
-    base = np.abs(rng.normal(size=(8, dim)))
-    memory = np.abs(rng.normal(size=(k, 8)) @ base / 4 + 0.3 * rng.normal(size=(k, dim)))
-    pick = rng.integers(0, k, (batch, 2))
-    x = 0.6 * memory[pick[:, 0]] + 0.4 * memory[pick[:, 1]] + 0.05 * rng.normal(size=(batch, dim))
-    return memory.astype(np.float32), x.astype(np.float32)
+from tests.defenses.features import feature_memory
 
 
 def released_ista(memory, x, step, lam, tol, max_iter):

@@ -1,0 +1,110 @@
+"""The external feature memory in a model, and the whole defense table pipeline on tiny data."""
+import importlib.util
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from avjax import attacks, defenses, experiment, model_dir
+from avjax.configs.base import base_config
+from avjax.defenses.memory import memory_collection
+from avjax.models import build
+from avjax.train.optimizer import make_optimizer
+from avjax.train.state import init_state
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+LABELS = ["None", "Unimodal A", "Unimodal V", "PCL", "MaxSim", "MinSim", "ExFMem", "MinSim+ExFMem"]
+
+
+def memory_model(size=6, width=0.125):
+    cfg = base_config().model.to_dict()
+    cfg.update(num_classes=4, width=width)
+    cfg["memory"] = dict(cfg["memory"], size=size)
+    return build(cfg), build(dict(cfg, memory=dict(cfg["memory"], size=0)))
+
+
+def inputs(batch=3):
+    return (jax.random.uniform(jax.random.key(1), (batch, 32, 32, 3)),
+            jax.random.uniform(jax.random.key(2), (batch, 4096), minval=-1, maxval=1))
+
+
+def test_features_pass_through_the_memory_before_fusion():
+    model, plain = memory_model()
+    image, audio = inputs()
+    variables = plain.init(jax.random.key(0), image, audio)
+    f_v, f_a = plain.apply(variables, image, audio, method="raw_features")
+    rng = np.random.default_rng(0)
+    memory = memory_collection(np.abs(rng.normal(size=(6, f_v.shape[1]))), np.abs(rng.normal(size=(6, f_a.shape[1]))))
+    defended = {**variables, "memory": memory}
+    logits, out = model.apply(defended, image, audio)
+    for name, raw in (("visual", f_v), ("audio", f_a)):
+        bank = jnp.asarray(memory[name])
+        want = defenses.blend(bank, raw, defenses.sparse_code(bank, raw), 0.5)
+        np.testing.assert_allclose(out[name], want, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(logits, plain.apply(variables, image, audio)[0])
+
+
+def test_a_defended_model_refuses_to_start_without_a_fitting_memory():
+    model, plain = memory_model()
+    image, audio = inputs(1)
+    optimizer = make_optimizer(base_config().train, 10)
+    with pytest.raises(ValueError, match="no memory was given"):
+        init_state(model, optimizer, jax.random.key(0), image.shape[1:], audio.shape[-1], 4)
+    variables = plain.init(jax.random.key(0), image, audio)
+    wrong = memory_collection(np.ones((6, 7)), np.ones((6, 64)))
+    with pytest.raises(ValueError, match=r"visual memory has shape \(6, 7\).*needs \(6, 64\)"):
+        init_state(model, optimizer, jax.random.key(0), image.shape[1:], audio.shape[-1], 4,
+                   init_variables={**variables, "memory": wrong})
+    with pytest.raises(ValueError, match="needs an audio-visual model"):
+        build(dict(modality="audio", num_classes=4, memory=dict(base_config().model.memory, size=4)))
+
+
+def test_ce_plus_cos_attack_loss_works_on_unimodal_models():
+    image, audio = inputs(2)
+    for modality in ("audio", "visual"):
+        model = build(dict(modality=modality, num_classes=4, width=0.125))
+        fns = attacks.ModelFns(model, model.init(jax.random.key(0), image, audio))
+        adv = attacks.pgd(fns, image, audio, jnp.array([0, 1]), eps_visual=0.01, eps_audio=0.01, loss="ce+cos",
+                          steps=1)
+        assert all(np.all(np.isfinite(a)) for a in adv)
+
+
+@pytest.fixture(scope="module")
+def defense_table(tmp_path_factory):
+    spec = importlib.util.spec_from_file_location("synthetic_cfg", os.path.join(REPO, "configs", "synthetic.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config("defense=all,runlocal")
+    config.eval.sweep_eps = ()
+    workdir = str(tmp_path_factory.mktemp("defense_all"))
+    experiment.run(config, workdir)
+    return config, workdir
+
+
+def test_defense_all_renders_the_appendix_table(defense_table):
+    config, workdir = defense_table
+    md = open(os.path.join(workdir, "results.md")).read()
+    pgd = md.split("## PGD")[1].split("##")[0]
+    rows = [line.split("|")[1].strip() for line in pgd.splitlines() if line.startswith("| ") and "✓AV" not in line]
+    assert rows == LABELS
+    records = json.load(open(os.path.join(workdir, "results.json")))["records"]
+    loss = {r["label"]: r["attack_loss"] for r in records}
+    assert loss["None"] == loss["Unimodal A"] == loss["Unimodal V"] == "ce"
+    assert {loss[k] for k in ("PCL", "MaxSim", "MinSim", "ExFMem", "MinSim+ExFMem")} == {"ce+cos"}
+    eps = {(r["eps_visual"], r["eps_audio"]) for r in records if r["attack"] == "pgd"}
+    assert eps == {(0.0, 0.02), (0.02, 0.0), (0.02, 0.02)}  # one eps for every setting
+
+
+def test_memory_is_exported_with_the_model_and_never_trained(defense_table):
+    _, workdir = defense_table
+    for run in ("exfmem", "minsim_exfmem"):
+        _, cfg, variables = model_dir.load_model(os.path.join(workdir, "runs", run, "model"))
+        built = np.load(os.path.join(workdir, "runs", run, "memory.npz"))
+        assert cfg["memory"]["size"] == built["visual"].shape[0]
+        for name in ("visual", "audio"):
+            np.testing.assert_array_equal(np.asarray(variables["memory"][name]), built[name])
+    _, cfg, variables = model_dir.load_model(os.path.join(workdir, "runs", "minsim", "model"))
+    assert "memory" not in variables and cfg["memory"]["size"] == 0
