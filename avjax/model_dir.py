@@ -13,6 +13,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from avjax.defenses.memory import check_memory
 from avjax.models import build
 
 MODEL_CONFIG = "model.json"
@@ -44,4 +45,12 @@ def load_model(directory):
         model_config = json.load(f)
     with ocp.StandardCheckpointer() as ckptr:
         variables = ckptr.restore(os.path.join(directory, VARIABLES))
-    return build(model_config), model_config, variables
+    module = build(model_config)
+    spec = getattr(module, "memory", None)
+    if spec is not None:
+        check_memory(variables.get("memory", {}), spec, {m: module.feature_dim for m in ("visual", "audio")},
+                     directory)
+    elif "memory" in variables:
+        raise ValueError(f"{directory}: the variables hold a memory but {MODEL_CONFIG} describes no "
+                         "memory (model.memory.size 0)")
+    return module, model_config, variables

@@ -108,3 +108,16 @@ def test_memory_is_exported_with_the_model_and_never_trained(defense_table):
             np.testing.assert_array_equal(np.asarray(variables["memory"][name]), built[name])
     _, cfg, variables = model_dir.load_model(os.path.join(workdir, "runs", "minsim", "model"))
     assert "memory" not in variables and cfg["memory"]["size"] == 0
+
+
+def test_an_exported_model_with_a_memory_that_does_not_fit_is_refused(tmp_path):
+    _, plain = memory_model()
+    image, audio = inputs(1)
+    variables = plain.init(jax.random.key(0), image, audio)
+    cfg = base_config().model.to_dict()
+    cfg.update(num_classes=4, width=0.125)
+    cfg["memory"] = dict(cfg["memory"], size=6)
+    model_dir.save_model(tmp_path / "m", cfg, {**variables, "memory": memory_collection(np.ones((5, 64)),
+                                                                                          np.ones((5, 64)))})
+    with pytest.raises(ValueError, match=r"m: visual memory has shape \(5, 64\).*needs \(6, 64\)"):
+        model_dir.load_model(tmp_path / "m")
