@@ -121,3 +121,28 @@ def test_an_exported_model_with_a_memory_that_does_not_fit_is_refused(tmp_path):
                                                                                           np.ones((5, 64)))})
     with pytest.raises(ValueError, match=r"m: visual memory has shape \(5, 64\).*needs \(6, 64\)"):
         model_dir.load_model(tmp_path / "m")
+
+
+def test_memory_banks_from_train_mode_and_from_eval_mode_features():
+    from avjax import parallel
+    from avjax.data import sources as data_sources
+    from avjax.train.memory_bank import collect_features
+    spec = importlib.util.spec_from_file_location("synthetic_cfg2", os.path.join(REPO, "configs", "synthetic.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config("runlocal")
+    srcs, tfs = data_sources.build(config.data)
+    model = build(dict(config.model.to_dict(), memory=None))
+    ex = data_sources.first_example(srcs, tfs)
+    variables = model.init(jax.random.key(0), ex["image"][None], ex["audio"][None])
+    kw = dict(size=12, batch_size=4, seed=0, mesh=parallel.make_mesh())
+    train = collect_features(model, variables, srcs, tfs, source="train_mode", **kw)
+    evaluated = collect_features(model, variables, srcs, tfs, source="eval_best", **kw)
+    again = collect_features(model, variables, srcs, tfs, source="eval_best", **kw)
+    for banks in (train, evaluated):
+        assert banks["visual"].shape == (12, model.feature_dim) and banks["audio"].shape == (12, model.feature_dim)
+        assert all(np.all(np.isfinite(b)) for b in banks.values())
+    np.testing.assert_array_equal(evaluated["visual"], again["visual"])       # deterministic
+    assert not np.allclose(train["visual"], evaluated["visual"])              # batch statistics + jitter
+    with pytest.raises(ValueError, match="needs 100 training examples"):
+        collect_features(model, variables, srcs, tfs, source="eval_best", **dict(kw, size=100))
