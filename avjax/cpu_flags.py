@@ -1,11 +1,18 @@
 """XLA:CPU options measured to matter on CPU (see benchmarks/train_step.py).
 
 Routing convolutions to Eigen instead of YNNPACK makes their weight gradient ~3x faster. Applied
-before jax initialises its backend, only when the user has not set the option themselves.
+before jax initialises its backend (by `import avjax`, see avjax/__init__.py), only when the user has
+not set the option themselves.
 """
 import os
 
 CPU_XLA_FLAGS = ("--xla_cpu_experimental_ynn_fusion_type=-individual_convolution",)
+
+
+def applied() -> bool:
+    """Whether XLA_FLAGS already holds every option (set by `apply` or by the user)."""
+    flags = os.environ.get("XLA_FLAGS", "")
+    return all(flag.split("=")[0] in flags for flag in CPU_XLA_FLAGS)
 
 
 def apply():
