@@ -183,7 +183,7 @@ def evaluate(config, workdir) -> dict:
         res = robustness.evaluate_model(ModelFns(module, variables), sources["test"], transforms["eval"],
                                         model_spec, batch_size=config.eval.batch_size, mesh=mesh,
                                         max_examples=config.eval.max_examples,
-                                        workers=config.data.workers)
+                                        workers=config.data.workers, name=name)
         res["modality"] = model_cfg.get("modality", "av")
         res["defense"] = defense
         res["attack_loss"] = model_spec.loss

@@ -8,16 +8,20 @@ visual-only attack already succeed, or does it take both modalities?
 An eps sweep (accuracy-vs-eps curves) runs as one compiled program over the vector of eps values.
 """
 import dataclasses
+import logging
+import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
+from tqdm import tqdm
 
 from avjax import attacks, parallel
 from avjax.configs.base import build_spec
 from avjax.data import pipeline
 
+log = logging.getLogger(__name__)
 SETTINGS = ("xA", "xV", "xAV")
 
 
@@ -111,7 +115,7 @@ def _gather(x):
 
 
 def evaluate_model(fns, source, transform, spec: EvalSpec, *, batch_size, mesh=None,
-                   max_examples=0, workers=0):
+                   max_examples=0, workers=0, name="model"):
     """-> {'n', 'clean', method: {setting: accuracy}, 'per_example': ..., 'sweep': ...}."""
     mesh = mesh or parallel.make_mesh()
     local_batch = parallel.check_batch_size(batch_size, mesh)
@@ -124,21 +128,35 @@ def evaluate_model(fns, source, transform, spec: EvalSpec, *, batch_size, mesh=N
     masks = []
     seen = 0
     batches = pipeline.eval_dataset(source, transform, batch_size=local_batch, workers=workers)
-    for local in pipeline.exactly(batches, pipeline.num_eval_batches(source, local_batch)):
+    n_batches = pipeline.num_eval_batches(source, local_batch)
+    if max_examples:
+        n_batches = min(n_batches, -(-max_examples // batch_size))
+    bar = tqdm(total=n_batches, desc=f"attack {name}", unit="batch", disable=jax.process_index() != 0,
+               mininterval=5)
+    for index, local in enumerate(pipeline.exactly(batches, n_batches)):
         batch = parallel.global_batch(local, mesh)
         mask = _gather(batch["mask"]) > 0
         masks.append(mask)
+        timings = {}
         for method in spec.methods:
+            t0 = time.perf_counter()
             res = jit_attack(fns, batch, spec, method)
             for k, v in res.items():
                 per[method][k].append(_gather(v))
+            timings[method] = time.perf_counter() - t0
         if spec.sweep_eps and not (spec.sweep_max_examples and seen >= spec.sweep_max_examples):
+            t0 = time.perf_counter()
             res = jit_sweep(fns, batch, spec, eps_values)
             for k, v in res.items():
                 sweep[k].append(_gather(v))
+            timings["sweep"] = time.perf_counter() - t0
         seen += int(mask.sum())
+        bar.update(1)
+        log.info("attack %s: batch %d/%d, %s", name, index + 1, n_batches,
+                 ", ".join(f"{k} {v:.2f} s" for k, v in timings.items()))
         if max_examples and seen >= max_examples:
             break
+    bar.close()
     mask = np.concatenate(masks)
     out = {"n": int(mask.sum()), "methods": {}}
     for method in spec.methods:
