@@ -64,16 +64,19 @@ def test_original_variant_is_the_released_loop_iteration_for_iteration():
         np.testing.assert_allclose(np.asarray(codes), ref, atol=2e-4)
 
 
-@pytest.mark.parametrize("solver", ["fista", "ista"])
-def test_gradients_through_the_solver_match_finite_differences(solver):
+@pytest.mark.parametrize("solver,gradient,tol", [("fista", "unrolled", -1.0), ("ista", "unrolled", -1.0),
+                                                 ("fista", "implicit", 1e-14)])
+def test_gradients_through_the_solver_match_finite_differences(solver, gradient, tol):
     with jax.enable_x64(True):
         memory, x = feature_memory(12, 6, 2, seed=1)
         m, xs = jnp.asarray(memory, jnp.float64), jnp.asarray(x, jnp.float64)
         w = jnp.asarray(np.random.default_rng(2).normal(size=x.shape))
 
         def loss(features):
-            # a fixed number of iterations (tol < 0 never stops): the function finite differences see
-            codes = defenses.sparse_code(m, features, solver=solver, tol=-1.0, max_iter=400, block=20)
+            # unrolled: a fixed number of iterations (tol < 0 never stops), the function finite differences
+            # see; implicit: the derivative of the solution, which a converged solve reproduces
+            codes = defenses.sparse_code(m, features, solver=solver, tol=tol, max_iter=3000, block=20,
+                                         gradient=gradient)
             return jnp.sum(w * defenses.blend(m, features, codes, 0.5))
 
         grad = np.asarray(jax.grad(loss)(xs))
