@@ -88,3 +88,7 @@ def test_importing_avjax_applies_the_cpu_options_or_says_why_not():
     out = subprocess.run([sys.executable, "-W", "always", "-c", late], env=env, capture_output=True, text=True,
                          check=True)
     assert "after JAX started its backend" in out.stderr
+
+
+def test_selfcheck_passes():
+    assert selfcheck.main() == 0
