@@ -22,6 +22,7 @@ CONFIGS = tuple(sorted(os.path.splitext(os.path.basename(p))[0]
 VARIANTS = ([""] + [f"fusion={f}" for f in FUSIONS] + [f"modality={m}" for m in ("av", "audio", "visual")]
             + [f"defense={d}" for d in DEFENSES])
 PAPER_ONLY = ["recipe=appendix", "recipe=code"]
+MEMORY_DEFENSES = ["defense=exfmem", "defense=minsim+exfmem", "defense=all"]  # need trained runs: load only
 
 
 def load(name, arg):
@@ -42,7 +43,8 @@ def is_paper_config(name):
 
 
 @pytest.mark.parametrize("name,variant", [(n, v) for n in CONFIGS
-                                          for v in VARIANTS + (PAPER_ONLY if is_paper_config(n) else [])])
+                                          for v in VARIANTS + MEMORY_DEFENSES
+                                          + (PAPER_ONLY if is_paper_config(n) else [])])
 def test_config_loads_and_locks(name, variant):
     for arg in (variant, ",".join(filter(None, [variant, "runlocal"]))):
         config = load(name, arg or None)
@@ -52,6 +54,10 @@ def test_config_loads_and_locks(name, variant):
         assert config.baseline in config.runs
         for run in config.runs.values():
             assert run.modality in ("av", "audio", "visual")
+        from avjax.experiment import run_config, training_order
+        order = training_order(config)  # every run after the runs it starts from / takes its memory from
+        for run_name in order:
+            build(run_config(config, run_name).model)
 
 
 def test_unknown_variant_and_recipe_are_errors():
