@@ -208,15 +208,14 @@ _implicit_solve.defvjp(_implicit_forward, _implicit_backward)
 
 
 def _raise_if_not_finite(codes):
-    """Stop with an error instead of returning NaN codes (works under jit: a host callback)."""
-    finite = jnp.all(jnp.isfinite(codes))
-
-    def check(ok):
-        if not ok:
-            raise SolverError("non-finite value inside the sparse coder (memory or features hold "
-                              "inf/NaN, or the step is too large for this memory)")
-
-    jax.debug.callback(check, finite)
+    """Stop with an error instead of returning NaN codes. Under a transformation (jit, grad) the codes
+    are abstract and the callers check their own outputs instead: training stops on a non-finite loss,
+    evaluation on non-finite logits (a host callback here deadlocked XLA:CPU inside attack programs)."""
+    if isinstance(codes, jax.core.Tracer):
+        return codes
+    if not bool(jnp.all(jnp.isfinite(codes))):
+        raise SolverError("non-finite value inside the sparse coder (memory or features hold inf/NaN, "
+                          "or the step is too large for this memory)")
     return codes
 
 

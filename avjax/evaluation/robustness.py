@@ -65,7 +65,12 @@ class EvalSpec:
 
 
 def _correct(fns, image, audio, label):
-    return jnp.argmax(fns(image, audio)[0], -1) == label
+    logits = fns(image, audio)[0]
+    correct = (jnp.argmax(logits, -1) == label).astype(jnp.int8)
+    return jnp.where(jnp.all(jnp.isfinite(logits), -1), correct, jnp.int8(NON_FINITE))
+
+
+NON_FINITE = -1  # a per-example result whose logits were not finite: evaluation stops with an error
 
 
 def attack_batch(fns, batch, spec: EvalSpec, method: str):
@@ -158,6 +163,10 @@ def evaluate_model(fns, source, transform, spec: EvalSpec, *, batch_size, mesh=N
             break
     bar.close()
     mask = np.concatenate(masks)
+    for where, arrays in [(m, per[m]) for m in spec.methods] + [("sweep", sweep)]:
+        if any(np.any(np.asarray(a) == NON_FINITE) for v in arrays.values() for a in v):
+            raise FloatingPointError(f"{name}: non-finite logits under {where} (e.g. a NaN inside the model or "
+                                     "its sparse coder); no table is written from them")
     out = {"n": int(mask.sum()), "methods": {}}
     for method in spec.methods:
         arrays = {k: np.concatenate(v)[mask] for k, v in per[method].items()}

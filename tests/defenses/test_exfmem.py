@@ -146,3 +146,21 @@ def test_memory_banks_from_train_mode_and_from_eval_mode_features():
     assert not np.allclose(train["visual"], evaluated["visual"])              # batch statistics + jitter
     with pytest.raises(ValueError, match="needs 100 training examples"):
         collect_features(model, variables, srcs, tfs, source="eval_best", **dict(kw, size=100))
+
+
+def test_non_finite_logits_stop_the_evaluation_instead_of_making_a_table():
+    from avjax.data import sources as data_sources
+    from avjax.evaluation import robustness
+    spec = importlib.util.spec_from_file_location("synthetic_cfg3", os.path.join(REPO, "configs", "synthetic.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config("runlocal")
+    srcs, tfs = data_sources.build(config.data)
+    model = build(dict(config.model.to_dict(), memory=None))
+    ex = data_sources.first_example(srcs, tfs)
+    variables = model.init(jax.random.key(0), ex["image"][None], ex["audio"][None])
+    variables["params"]["classifier"]["bias"] = variables["params"]["classifier"]["bias"].at[0].set(jnp.nan)
+    eval_spec = robustness.EvalSpec.from_config(config.eval, methods=("fgsm",), sweep_eps=())
+    with pytest.raises(FloatingPointError, match="broken: non-finite logits under fgsm"):
+        robustness.evaluate_model(attacks.ModelFns(model, variables), srcs["test"], tfs["eval"], eval_spec,
+                                  batch_size=8, name="broken")

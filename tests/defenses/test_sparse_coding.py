@@ -97,5 +97,5 @@ def test_bad_input_is_a_clear_error():
         defenses.sparse_code(jnp.asarray(memory), jnp.asarray(x), variant="original")
     bad = x.copy()
     bad[0, 0] = np.nan
-    with pytest.raises(Exception, match="non-finite value inside the sparse coder"):
-        jax.block_until_ready(jax.jit(defenses.sparse_code)(jnp.asarray(memory), jnp.asarray(bad)))
+    with pytest.raises(defenses.SolverError, match="non-finite value inside the sparse coder"):
+        defenses.sparse_code(jnp.asarray(memory), jnp.asarray(bad))
