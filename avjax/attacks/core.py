@@ -58,12 +58,16 @@ class AttackConfig:
             raise ValueError("steps and restarts must be >= 1")
 
 
-def resolve_loop(loop: str) -> str:
+def resolve_loop(loop: str, fns=None) -> str:
     """'auto': a Python loop unrolled in the program on XLA:CPU (2x faster there: a while-loop keeps
     the conv input-gradient off its fast path, see benchmarks/attacks.py), `lax.fori_loop` elsewhere
-    (compiles once for any step count)."""
+    (compiles once for any step count). Models with an external memory always get `fori`: each step
+    holds the sparse coder's own loops, and ten of them unrolled side by side deadlocked XLA:CPU (and
+    would compile ten copies)."""
     if loop != "auto":
         return loop
+    if getattr(getattr(fns, "module", None), "memory", None) is not None:
+        return "fori"
     return "unroll" if jax.default_backend() == "cpu" else "fori"
 
 
@@ -212,7 +216,7 @@ def run_attack(logits_fn, image, audio, label, eps_visual, eps_audio, cfg: Attac
                 aud = jnp.clip(audio + jax.random.uniform(ka, audio.shape, audio.dtype, -1.0, 1.0) * eps_a,
                                *AUDIO_BOUNDS)
         carry = (pix_v, z, aud, jnp.zeros_like(z0), jnp.zeros_like(audio))
-        if resolve_loop(cfg.loop) == "fori":
+        if resolve_loop(cfg.loop, fns) == "fori":
             carry = jax.lax.fori_loop(0, cfg.steps, step, carry)
         else:
             for i in range(cfg.steps):
