@@ -64,7 +64,7 @@ def _dependencies(config, name):
     return [d for d in (run.get("init_from"), run.get("memory_from")) if d]
 
 
-def _initial_variables(config, workdir, name, rc, sources, transforms):
+def _initial_variables(config, workdir, name, sources, transforms):
     """Variables a run starts from: another run's latest weights and/or a memory built from a run."""
     from avjax.train.loop import latest_variables
     run = config.runs[name]
@@ -128,7 +128,7 @@ def train(config, workdir, writer=None) -> dict:
         log.info("== training run %s (%s, defense %s%s)", name, rc.model.modality, rc.train.defense.name,
                  ", memory of run " + config.runs[name].memory_from if config.runs[name].get("memory_from") else "")
         t0 = time.perf_counter()
-        init_variables = _initial_variables(config, workdir, name, rc, sources, transforms)
+        init_variables = _initial_variables(config, workdir, name, sources, transforms)
         result, best_variables = train_and_evaluate(rc, run_dir, sources, transforms,
                                                     writer=writer and writer(name), init_variables=init_variables)
         result["wall_s"] = time.perf_counter() - t0
