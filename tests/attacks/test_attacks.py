@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from avjax import attacks
+from avjax.attacks import api as attack_api
 from avjax.common import IMAGENET_STD
 from tests.attacks.conftest import sensitive_model
 
@@ -97,10 +98,10 @@ def test_one_trace_per_shape(small):
     fns, image, audio, label = small
     kw = dict(eps_visual=0.006, eps_audio=0.006, units="normalized")
     attacks.pgd(fns, image, audio, label, **kw)
-    before = attacks._run._cache_size()
+    before = attack_api._run._cache_size()
     attacks.pgd(fns, 1 - image, -audio, label, **kw)
     attacks.pgd(fns, image, audio, label, eps_visual=0.003, eps_audio=0.009, units="normalized")
-    assert attacks._run._cache_size() == before
+    assert attack_api._run._cache_size() == before
 
 
 def test_unrolled_loop_equals_fori_loop(small):
