@@ -1,8 +1,8 @@
 """XLA:CPU options measured to matter on CPU (see benchmarks/train_step.py).
 
 Routing convolutions to Eigen instead of YNNPACK makes their weight gradient ~3x faster. Applied
-before jax initialises its backend (by `import avjax`, see avjax/__init__.py), only when the user has
-not set the option themselves.
+before jax initialises its backend (by `python -m avjax.main` and the benchmarks), only when the user
+has not set the option themselves.
 """
 import os
 

@@ -77,18 +77,5 @@ def test_no_import_cycle_between_layout_a_and_tfds():
     assert "tfds" not in src
 
 
-def test_importing_avjax_applies_the_cpu_options_or_says_why_not():
-    import subprocess
-    import sys
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    code = "import avjax, os; from avjax import cpu_flags; print(cpu_flags.applied())"
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "True"
-    late = "import jax; jax.numpy.ones(1).block_until_ready(); import avjax"
-    out = subprocess.run([sys.executable, "-W", "always", "-c", late], env=env, capture_output=True, text=True,
-                         check=True)
-    assert "after JAX started its backend" in out.stderr
-
-
 def test_selfcheck_passes():
     assert selfcheck.main() == 0
