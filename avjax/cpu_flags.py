@@ -9,12 +9,6 @@ import os
 CPU_XLA_FLAGS = ("--xla_cpu_experimental_ynn_fusion_type=-individual_convolution",)
 
 
-def applied() -> bool:
-    """Whether XLA_FLAGS already holds every option (set by `apply` or by the user)."""
-    flags = os.environ.get("XLA_FLAGS", "")
-    return all(flag.split("=")[0] in flags for flag in CPU_XLA_FLAGS)
-
-
 def apply():
     flags = os.environ.get("XLA_FLAGS", "")
     for flag in CPU_XLA_FLAGS:
