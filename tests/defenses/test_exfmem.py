@@ -19,6 +19,13 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 LABELS = ["None", "Unimodal A", "Unimodal V", "PCL", "MaxSim", "MinSim", "ExFMem", "MinSim+ExFMem"]
 
 
+def synthetic_config(arg):
+    spec = importlib.util.spec_from_file_location("synthetic_cfg", os.path.join(REPO, "configs", "synthetic.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg)
+
+
 def memory_model(size=6, width=0.125):
     cfg = base_config().model.to_dict()
     cfg.update(num_classes=4, width=width)
@@ -74,10 +81,7 @@ def test_ce_plus_cos_attack_loss_works_on_unimodal_models():
 
 @pytest.fixture(scope="module")
 def defense_table(tmp_path_factory):
-    spec = importlib.util.spec_from_file_location("synthetic_cfg", os.path.join(REPO, "configs", "synthetic.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config("defense=all,runlocal")
+    config = synthetic_config("defense=all,runlocal")
     config.eval.sweep_eps = ()
     config.eval.methods = ("pgd",)  # one attack suffices for the table's shape (CI time)
     workdir = str(tmp_path_factory.mktemp("defense_all"))
@@ -128,10 +132,7 @@ def test_memory_banks_from_train_mode_and_from_eval_mode_features():
     from avjax import parallel
     from avjax.data import sources as data_sources
     from avjax.train.memory_bank import collect_features
-    spec = importlib.util.spec_from_file_location("synthetic_cfg2", os.path.join(REPO, "configs", "synthetic.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config("runlocal")
+    config = synthetic_config("runlocal")
     srcs, tfs = data_sources.build(config.data)
     model = build(dict(config.model.to_dict(), memory=None))
     ex = data_sources.first_example(srcs, tfs)
@@ -152,10 +153,7 @@ def test_memory_banks_from_train_mode_and_from_eval_mode_features():
 def test_non_finite_logits_stop_the_evaluation_instead_of_making_a_table():
     from avjax.data import sources as data_sources
     from avjax.evaluation import robustness
-    spec = importlib.util.spec_from_file_location("synthetic_cfg3", os.path.join(REPO, "configs", "synthetic.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config("runlocal")
+    config = synthetic_config("runlocal")
     srcs, tfs = data_sources.build(config.data)
     model = build(dict(config.model.to_dict(), memory=None))
     ex = data_sources.first_example(srcs, tfs)
