@@ -5,8 +5,7 @@
 (MinSim, MaxSim and PCL are training objectives: `avjax.train.losses`.)
 """
 from avjax.defenses.sparse_coding import (ORIGINAL_STEPS, SOLVERS, VARIANTS, SolverError, blend, lasso_objective,
-                                          lipschitz, shrink, sparse_code, sparse_code_jit,
-                                          sparse_code_with_iterations)
+                                          lipschitz, shrink, sparse_code, sparse_code_with_iterations)
 
 __all__ = ["ORIGINAL_STEPS", "SOLVERS", "VARIANTS", "SolverError", "blend", "lasso_objective", "lipschitz",
-           "shrink", "sparse_code", "sparse_code_jit", "sparse_code_with_iterations"]
+           "shrink", "sparse_code", "sparse_code_with_iterations"]

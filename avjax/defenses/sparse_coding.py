@@ -13,8 +13,7 @@ made fine-tuning diverge), hence the implicit default.
 * `solver='fista'` (default): FISTA with adaptive restart and step 1/L, L the largest eigenvalue of
   M M^T (power iteration, `lipschitz`; pass it to skip the computation). Each example stops on its own
   once its objective fell by at most `tol` (relative; default 1e-6) over the last `block` iterations, and is frozen
-  from then on, so its code never depends on its batch-mates. (`duality_gap` certifies a result; as a
-  stopping rule it is too pessimistic in float32.)
+  from then on, so its code never depends on its batch-mates.
 * `solver='ista', variant='original'`: the released code's loop exactly - h0 = 0,
   h <- shrink(h - step * (h M - x) M^T, step * lam), stopping when the Frobenius norm of the change of the
   *whole batch's* code matrix is below `tol` (default 8e-4, the released value), or after `max_iter`
@@ -106,19 +105,6 @@ def sparse_code_with_iterations(memory, features, *, lam=0.1, solver="fista", va
     if check_finite:
         codes = _raise_if_not_finite(codes)
     return codes, iters
-
-
-def duality_gap(memory, features, codes, lam):
-    """Per example: (duality gap, primal objective). The gap >= 0 bounds the distance of the objective
-    from the optimum (0 at the optimum). The dual point is the residual r = x - hM scaled by
-    s = min(1, lam / ||r M^T||_inf); the gap is written as 1/2 (1 - s)^2 ||r||^2 + sum_j (lam |h_j| -
-    s h_j (r M^T)_j), which avoids the cancellation of ||x||^2 in float32."""
-    residual = features - codes @ memory
-    corr = residual @ memory.T
-    s = jnp.minimum(1.0, lam / jnp.maximum(jnp.max(jnp.abs(corr), axis=-1), jnp.finfo(corr.dtype).tiny))
-    r2 = jnp.sum(residual * residual, -1)
-    gap = 0.5 * jnp.square(1.0 - s) * r2 + jnp.sum(lam * jnp.abs(codes) - s[:, None] * codes * corr, -1)
-    return gap, 0.5 * r2 + lam * jnp.sum(jnp.abs(codes), -1)
 
 
 def _solve(memory, x, lam, step, tol, *, solver, batch_stop, max_iter, block):
@@ -217,14 +203,6 @@ def _raise_if_not_finite(codes):
         raise SolverError("non-finite value inside the sparse coder (memory or features hold inf/NaN, "
                           "or the step is too large for this memory)")
     return codes
-
-
-@functools.partial(jax.jit, static_argnames=("lam", "solver", "variant", "tol", "max_iter", "block"))
-def sparse_code_jit(memory, features, *, lam=0.1, solver="fista", variant="standard", step=None, tol=None,
-                    max_iter=2000, lipschitz_constant=None, block=25):
-    """`sparse_code` compiled once per shape and static option set."""
-    return sparse_code(memory, features, lam=lam, solver=solver, variant=variant, step=step, tol=tol,
-                       max_iter=max_iter, lipschitz_constant=lipschitz_constant, block=block)
 
 
 def blend(memory, features, codes, weight):
