@@ -75,11 +75,20 @@ def test_goldens_regenerate_live_and_match_in_float64(golden, original_state, tm
     nets = make_goldens.build_original_nets()
     for part, net in zip(gs.PARTS, nets):
         for key, value in net.state_dict().items():
-            np.testing.assert_array_equal(value.numpy(), original_state[part][key], err_msg=key)
+            if key.endswith(("running_mean", "running_var")):
+                # Calibrated by float32 train-mode passes: the reduction order (and so the last bit)
+                # depends on the PyTorch build and the CPU's SIMD width.
+                # Errors grow with depth, so the bound is relative to each statistic's scale.
+                want = original_state[part][key]
+                np.testing.assert_allclose(value.numpy(), want, rtol=0,
+                                           atol=1e-5 * np.abs(want).max(), err_msg=key)
+            else:  # drawn from torch's seeded generator: bit-identical everywhere
+                np.testing.assert_array_equal(value.numpy(), original_state[part][key], err_msg=key)
     image, audio = gs.make_inputs(gs.SEED, **gs.SMALL)
     live32 = make_goldens.run_original(nets, image, audio, torch.float32)
     for name in ("visual", "audio", "logits"):
-        np.testing.assert_allclose(live32[name], golden[f"small/{name}"], atol=1e-5)
+        # Another PyTorch build agrees with the committed golden within the float32 bound avjax is held to.
+        np.testing.assert_allclose(live32[name], golden[f"small/{name}"], rtol=0, atol=ATOL)
     live64 = make_goldens.run_original(nets, image, audio, torch.float64)
     for part, net in zip(gs.PARTS, nets):
         torch.save(net.float().state_dict(), str(tmp_path / f"{part}_best.pth"))
