@@ -20,7 +20,7 @@ import numpy as np
 from avjax import model_dir, parallel
 from avjax.attacks import ModelFns
 from avjax.data import sources as data_sources
-from avjax.evaluation import report, robustness
+from avjax.evaluation import protocol, report, robustness
 from avjax.models import build
 
 log = logging.getLogger(__name__)
@@ -173,21 +173,37 @@ def evaluate(config, workdir) -> dict:
     from avjax.viz.curves import plot_sweep
     sources, transforms = data_sources.build(config.data)
     spec = robustness.EvalSpec.from_config(config.eval)
+    standard = _standard_spec(config)
     mesh = parallel.make_mesh()
     results = {}
-    for name, path in models_to_evaluate(config, workdir).items():
+    models = models_to_evaluate(config, workdir)
+    baseline_fns = _baseline_fns(config, models) if standard else None
+    for name, path in models.items():
         module, model_cfg, variables = model_dir.load_model(path)
+        fns = ModelFns(module, variables)
         defense = defense_of(config, name)
-        model_spec = attack_spec_for(spec, config.eval, defense, model_cfg.get("modality", "av"))
+        modality = model_cfg.get("modality", "av")
+        model_spec = attack_spec_for(spec, config.eval, defense, modality)
         t0 = time.perf_counter()
-        res = robustness.evaluate_model(ModelFns(module, variables), sources["test"], transforms["eval"],
-                                        model_spec, batch_size=config.eval.batch_size, mesh=mesh,
-                                        max_examples=config.eval.max_examples,
-                                        workers=config.data.workers, name=name)
-        res["modality"] = model_cfg.get("modality", "av")
+        common = dict(batch_size=config.eval.batch_size, mesh=mesh, workers=config.data.workers, name=name)
+        res = {"methods": {}}
+        if spec.methods or spec.sweep_eps:
+            res = robustness.evaluate_model(fns, sources["test"], transforms["eval"], model_spec,
+                                            max_examples=config.eval.max_examples, **common)
+        if standard:
+            transfer = baseline_fns if name != config.baseline and baseline_fns is not None \
+                and modality == getattr(baseline_fns.module, "modality", "av") else None
+            res["standard"] = protocol.evaluate_standard(
+                fns, sources["test"], transforms["eval"], standard, transfer_fns=transfer,
+                max_examples=config.eval.standard.max_examples or config.eval.max_examples, **common)
+            protocol.print_checklist(name, res["standard"])
+            res.setdefault("clean", res["standard"]["clean"])
+            res.setdefault("n", res["standard"]["n"])
+        res["modality"] = modality
         res["defense"] = defense
         res["attack_loss"] = model_spec.loss
         res["label"] = config.runs[name].get("label", "") if name in config.runs else ""
+        res["model_config"] = model_cfg
         if "sweep" in res:
             res["sweep"]["modality"] = res["modality"]
         log.info("evaluated %s in %.1f s: clean %.2f%% (attacker loss %s)", name, time.perf_counter() - t0,
@@ -198,7 +214,7 @@ def evaluate(config, workdir) -> dict:
     results = {n: results[n] for n in order + [k for k in results if k not in order]}
     if jax.process_index() == 0:
         title = f"avjax robustness: {config.data.name}"
-        report.write(workdir, results, spec, config, baseline, title)
+        report.write(workdir, results, spec, config, baseline, title, standard=standard)
         sweeps = {n: r["sweep"] for n, r in results.items() if "sweep" in r}
         av = [n for n, r in results.items() if r["modality"] == "av" and n in sweeps]
         if av:
@@ -206,6 +222,24 @@ def evaluate(config, workdir) -> dict:
             plot_sweep(os.path.join(workdir, "figures", f"accuracy_vs_eps_{spec.sweep_method}.png"),
                        sweeps, av[0], f"{config.data.name}: {spec.sweep_method.upper()} accuracy vs eps")
     return results
+
+
+PROTOCOLS = ("table", "standard")
+
+
+def _standard_spec(config):
+    """The standard protocol's spec when `eval.protocol` asks for it, else None."""
+    if config.eval.protocol not in PROTOCOLS:
+        raise ValueError(f"unknown eval.protocol {config.eval.protocol!r}; choose one of {PROTOCOLS}")
+    return protocol.ProtocolSpec.from_config(config.eval) if config.eval.protocol == "standard" else None
+
+
+def _baseline_fns(config, models):
+    """The undefended baseline model, the source of the checklist's transfer attack (None if absent)."""
+    if config.baseline not in models:
+        return None
+    module, _, variables = model_dir.load_model(models[config.baseline])
+    return ModelFns(module, variables)
 
 
 def attack_spec_for(spec, eval_cfg, defense, modality):

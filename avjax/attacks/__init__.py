@@ -1,4 +1,4 @@
-"""FGSM, PGD and MIM on audio, vision or both (white-box, untargeted, L-inf).
+"""FGSM, PGD, MIM and APGD (white-box) and Square (black-box) on audio, vision or both (L-inf).
 
     adv_image, adv_audio = avjax.attacks.pgd(logits_fn, image, audio, label,
                                              eps_visual=0.006, eps_audio=0.006, units='normalized')
@@ -9,10 +9,14 @@ Images are pixels in [0, 1], audio waveforms in [-1, 1]; outputs are in the same
 modality whose eps is 0 is returned untouched (bit-identical). See `core.py` for the semantics and
 `variant='original'` for the released code's flaws, reproduced exactly.
 """
-from avjax.attacks.api import attack, fgsm, fgsm_settings, make_config, mim, pgd
+from avjax.attacks.api import (apgd, apgd_config, attack, fgsm, fgsm_settings, make_config, mim, pgd, square,
+                               square_config)
+from avjax.attacks.apgd_attack import APGDConfig, run_apgd
 from avjax.attacks.core import LOSSES, METHODS, VARIANTS, AttackConfig, run_attack
 from avjax.attacks.model_fns import ModelFns
+from avjax.attacks.square_attack import SquareConfig, run_square
 from avjax.attacks.threat import UNITS, image_space, pixel_eps
 
 __all__ = ["fgsm", "pgd", "mim", "attack", "make_config", "fgsm_settings", "run_attack", "AttackConfig",
+           "apgd", "apgd_config", "run_apgd", "APGDConfig", "square", "square_config", "run_square", "SquareConfig",
            "ModelFns", "METHODS", "VARIANTS", "LOSSES", "UNITS", "image_space", "pixel_eps"]

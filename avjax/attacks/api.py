@@ -1,14 +1,20 @@
-"""The attack functions users call: `attack`, `fgsm`, `pgd`, `mim`, `fgsm_settings`, `make_config`.
+"""The attack functions users call: `attack`, `fgsm`, `pgd`, `mim`, `fgsm_settings`, `make_config`,
+`apgd`, `square`.
 
-Each builds the static `AttackConfig` of a call and runs the one jitted core (`core.run_attack`).
+Each builds the static config of a call and runs one jitted core (`core.run_attack`, `apgd.run_apgd`,
+`square.run_square`).
 """
 import jax
 
+from avjax.attacks.apgd_attack import APGDConfig, run_apgd
 from avjax.attacks.core import AttackConfig, as_model_fns, fgsm_from_one_gradient, nonzero, run_attack
+from avjax.attacks.square_attack import SquareConfig, run_square
 from avjax.attacks.threat import image_space
 from avjax.common import IMAGENET_MEAN, IMAGENET_STD
 
 _run = jax.jit(run_attack, static_argnames=("cfg",))
+_run_apgd = jax.jit(run_apgd, static_argnames=("cfg",))
+_run_square = jax.jit(run_square, static_argnames=("cfg",))
 
 
 def make_config(method, *, eps_visual, eps_audio, units="pixel", steps=10, step_fraction=1.0 / 8.0,
@@ -67,3 +73,35 @@ def fgsm_settings(logits_fn, image, audio, label, settings, *, units="pixel", va
     cfg = make_config("fgsm", eps_visual=1.0, eps_audio=1.0, units=units, variant=variant, loss=loss,
                       cos_weight=cos_weight, mean=mean, std=std)
     return fgsm_from_one_gradient(logits_fn, image, audio, label, settings, cfg)
+
+
+def apgd_config(*, eps_visual, eps_audio, units="pixel", steps=100, restarts=1, loss="ce", targeted=False,
+                target_classes=9, rho=0.75, momentum=0.75, initial_step=2.0, cos_weight=1.0, unroll=1,
+                mean=IMAGENET_MEAN, std=IMAGENET_STD) -> APGDConfig:
+    """The static APGDConfig of an APGD call (the reference hyper-parameters by default)."""
+    return APGDConfig(steps=steps, restarts=restarts, loss=loss, targeted=targeted, target_classes=target_classes,
+                      rho=rho, momentum=momentum, initial_step=initial_step, cos_weight=cos_weight,
+                      attack_visual=nonzero(eps_visual), attack_audio=nonzero(eps_audio),
+                      space=image_space(units, mean, std), unroll=unroll)
+
+
+def apgd(logits_fn, image, audio, label, *, eps_visual, eps_audio, key, **options):
+    """APGD-CE / APGD-DLR (`loss`), APGD-T (`targeted=True, loss='dlr'`); options as `apgd_config`.
+    -> (adv_image, adv_audio), the first misclassifying point per example (else its highest loss)."""
+    cfg = apgd_config(eps_visual=eps_visual, eps_audio=eps_audio, **options)
+    if not (cfg.attack_visual or cfg.attack_audio):
+        return image, audio
+    return _run_apgd(as_model_fns(logits_fn), image, audio, label, eps_visual, eps_audio, cfg, key)
+
+
+def square_config(*, eps_visual, eps_audio, units="pixel", queries=5000, p_init=0.8, mean=IMAGENET_MEAN,
+                  std=IMAGENET_STD) -> SquareConfig:
+    """The static SquareConfig of a Square call."""
+    return SquareConfig(queries=queries, p_init=p_init, attack_visual=nonzero(eps_visual),
+                        attack_audio=nonzero(eps_audio), space=image_space(units, mean, std))
+
+
+def square(logits_fn, image, audio, label, *, eps_visual, eps_audio, key, **options):
+    """Score-based Square attack; options as `square_config`. -> ((adv_image, adv_audio), queries (B,))."""
+    cfg = square_config(eps_visual=eps_visual, eps_audio=eps_audio, **options)
+    return _run_square(as_model_fns(logits_fn), image, audio, label, eps_visual, eps_audio, cfg, key)

@@ -75,16 +75,34 @@ def as_model_fns(logits_fn):
     return logits_fn if isinstance(logits_fn, (ModelFns, StaticFn)) else StaticFn(logits_fn)
 
 
-def _loss_fn(fns, cfg, frozen_v, frozen_a):
-    """-> loss(pix_v, audio, label) -> (mean loss, per-example CE)."""
+def forward_fn(fns, frozen_v=None, frozen_a=None):
+    """-> forward(pix_v, audio) -> (logits, out), reusing the frozen features of an unattacked modality."""
 
-    def loss(pix_v, audio, label):
+    def forward(pix_v, audio):
         if isinstance(fns, ModelFns) and (frozen_v is not None or frozen_a is not None):
             f_v = frozen_v if frozen_v is not None else fns.encode_visual(pix_v)
             f_a = frozen_a if frozen_a is not None else fns.encode_audio(audio)
-            logits, out = fns.classify(f_v, f_a)
-        else:
-            logits, out = fns(pix_v, audio)
+            return fns.classify(f_v, f_a)
+        return fns(pix_v, audio)
+
+    return forward
+
+
+def frozen_features(fns, image, audio, attack_v, attack_a):
+    """(f_v, f_a) of the modalities an attack leaves alone (None where attacked or unused)."""
+    if not isinstance(fns, ModelFns):
+        return None, None
+    frozen_v = fns.encode_visual(image) if not attack_v and fns.uses_visual else None
+    frozen_a = fns.encode_audio(audio) if not attack_a and fns.uses_audio else None
+    return frozen_v, frozen_a
+
+
+def _loss_fn(fns, cfg, frozen_v, frozen_a):
+    """-> loss(pix_v, audio, label) -> (mean loss, per-example CE)."""
+    forward = forward_fn(fns, frozen_v, frozen_a)
+
+    def loss(pix_v, audio, label):
+        logits, out = forward(pix_v, audio)
         ce = optax.softmax_cross_entropy_with_integer_labels(logits, label)
         total = ce.mean()
         if cfg.loss == "ce+cos" and "visual" in out and "audio" in out:  # only where both features exist
@@ -158,9 +176,7 @@ def run_attack(logits_fn, image, audio, label, eps_visual, eps_audio, cfg: Attac
     attack_a = cfg.attack_audio and (not isinstance(fns, ModelFns) or fns.uses_audio)
     if not (attack_v or attack_a):
         return image, audio
-    split = isinstance(fns, ModelFns)
-    frozen_v = fns.encode_visual(image) if split and not attack_v and fns.uses_visual else None
-    frozen_a = fns.encode_audio(audio) if split and not attack_a and fns.uses_audio else None
+    frozen_v, frozen_a = frozen_features(fns, image, audio, attack_v, attack_a)
     loss = _loss_fn(fns, cfg, frozen_v, frozen_a)
     argnums = tuple(i for i, on in ((0, attack_v), (1, attack_a)) if on)
     grad_fn = jax.grad(loss, argnums=argnums, has_aux=True)

@@ -55,7 +55,8 @@ def base_config() -> ml_collections.ConfigDict:
         solver="fista", variant="standard",  # 'ista' + 'original': the released loop (batch-global stop)
         step_visual=0.0, step_audio=0.0,    # ISTA step per modality; 0: 1/L (the optimal safe step)
         tol=-1.0,                           # < 0: the solver default (1e-6 relative; released loop 8e-4)
-        max_iter=2000, block=25))
+        max_iter=2000, block=25,
+        gradient="default"))                # attack-time surrogate: see avjax.defenses.memory.GRADIENTS
     # How a memory is built from a trained run (the `memory_from` of a run).
     c.exfmem = ml_collections.ConfigDict(dict(
         size=1024,                          # K atoms per modality (the released code: 1024; MUSIC 288)
@@ -110,6 +111,19 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval.sweep_method = "pgd"
     c.eval.sweep_max_examples = 0      # 0: the whole evaluated set
     c.eval.max_examples = 0            # 0: the whole test split
+    # 'table': the paper's FGSM / PGD / MIM table (eval.methods); 'standard' adds the standard protocol
+    # (APGD-CE, APGD-T, Square, adaptive attacks on defenses, worst case per example, gradient-masking
+    # checklist) and writes leaderboard.json. See avjax.evaluation.protocol.
+    c.eval.protocol = "table"
+    c.eval.standard = ml_collections.ConfigDict(dict(
+        apgd_steps=100, apgd_restarts=1, target_classes=9,     # AutoAttack's standard version
+        square_queries=5000, square_p_init=0.8,
+        adaptive=("unrolled", "bpda_identity", "bpda_ridge"),  # memory gradients of adaptive APGD-CE
+        unroll=1,                                              # scan unroll of APGD's step loop
+        checklist=True, large_eps_factor=10.0, max_large_eps_accuracy=5.0,
+        tolerance=1.0,                                         # accuracy points a check may miss by
+        settings_run=("xA", "xV", "xAV"),                      # the settings the protocol attacks
+        seed=0, max_examples=0))                               # 0: eval.max_examples
     return c
 
 

@@ -9,6 +9,7 @@ training and under attack, each feature f becomes a * (h M) + (1 - a) * f with h
 """
 import dataclasses
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -31,15 +32,39 @@ class MemorySpec:
     tol: float
     max_iter: int
     block: int
+    gradient: str        # what a gradient through the coder is; see GRADIENTS
+
+
+# How gradients go through the memory (the forward pass is always the exact defended feature):
+#   'default' the solver's own ('implicit'; 'unrolled' for the released loop), 'implicit' / 'unrolled'
+#   (see sparse_coding), and the BPDA surrogates of adaptive attacks (Athalye et al. 2018):
+#   'bpda_identity' (d f'/d f = I) and 'bpda_ridge' (the closed-form ridge coder
+#   h = f M^T (M M^T + lam I)^-1, blended like the lasso code).
+GRADIENTS = ("default", "implicit", "unrolled", "bpda_identity", "bpda_ridge")
 
 
 def defend_feature(spec: MemorySpec, bank, big_l, features, step):
     """-> the blended feature a * (h M) + (1 - a) * f of `features` (B, dim) over `bank` (K, dim)."""
+    if spec.gradient not in GRADIENTS:
+        raise ValueError(f"unknown memory gradient {spec.gradient!r}; choose one of {GRADIENTS}")
+    solver_gradient = spec.gradient if spec.gradient in ("implicit", "unrolled") else None
     codes = sparse_code(bank, features, lam=spec.lam, solver=spec.solver, variant=spec.variant,
                          step=step or None, tol=None if spec.tol < 0 else spec.tol, max_iter=spec.max_iter,
-                         lipschitz_constant=big_l,
-                         block=spec.block)
-    return blend(bank, features, codes, spec.blend)
+                         lipschitz_constant=big_l, block=spec.block, gradient=solver_gradient)
+    defended = blend(bank, features, codes, spec.blend)
+    if spec.gradient == "bpda_identity":
+        return features + jax.lax.stop_gradient(defended - features)
+    if spec.gradient == "bpda_ridge":
+        surrogate = blend(bank, features, ridge_code(bank, features, spec.lam), spec.blend)
+        return surrogate + jax.lax.stop_gradient(defended - surrogate)
+    return defended
+
+
+def ridge_code(bank, features, lam):
+    """h = f M^T (M M^T + lam I)^-1: the differentiable closed-form stand-in for the lasso code."""
+    bank = bank.astype(features.dtype)
+    gram = bank @ bank.T + lam * jnp.eye(bank.shape[0], dtype=features.dtype)
+    return jnp.linalg.solve(gram, (features @ bank.T).T).T
 
 
 def memory_collection(visual, audio) -> dict:

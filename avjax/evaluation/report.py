@@ -88,11 +88,25 @@ def markdown(results: dict, spec, baseline: str, title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(workdir, results, spec, config, baseline, title):
+def write(workdir, results, spec, config, baseline, title, standard=None):
+    """results.json and results.md; with the standard protocol (`standard`, a ProtocolSpec) its
+    section in results.md and leaderboard.json."""
     import os
+
+    from avjax.evaluation import protocol
     recs = records(results, spec, config)
     with open(os.path.join(workdir, "results.json"), "w") as f:
         json.dump({"records": recs, "config": json.loads(config.to_json())}, f, indent=1)
+    text = markdown(results, spec, baseline, title)
+    if standard is not None:
+        text += protocol.markdown(results, standard)
+        entries = [protocol.leaderboard_entry(name, res["standard"] | {k: res.get(k) for k in
+                                                                       ("label", "modality", "defense")},
+                                              standard, data=config.data.name, versions=versions(),
+                                              model_config=res.get("model_config"))
+                   for name, res in results.items()]
+        with open(os.path.join(workdir, "leaderboard.json"), "w") as f:
+            json.dump({"protocol": "standard", "config_hash": config_hash(config), "entries": entries}, f, indent=1)
     with open(os.path.join(workdir, "results.md"), "w") as f:
-        f.write(markdown(results, spec, baseline, title))
+        f.write(text)
     return recs

@@ -28,7 +28,8 @@ def memory_spec(memory_config) -> MemorySpec | None:
     """`config.model.memory` -> MemorySpec, or None when absent or `size` is 0 (no memory)."""
     if not memory_config or not memory_config.get("size"):
         return None
-    return build_spec(MemorySpec, memory_config)
+    # models exported before `gradient` existed differentiate the coder the solver's own way
+    return build_spec(MemorySpec, {"gradient": "default"}, memory_config)
 
 
 def build(config: Mapping[str, Any]):

@@ -22,6 +22,6 @@ def sensitive_model(modality="av", num_classes=5, batch=6, size=32, length=4096,
     return fns, image, audio, label
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def small():
     return sensitive_model()

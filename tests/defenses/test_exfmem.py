@@ -1,7 +1,9 @@
 """The external feature memory in a model, and the whole defense table pipeline on tiny data."""
+import copy
 import importlib.util
 import json
 import os
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -10,7 +12,7 @@ import pytest
 
 from avjax import attacks, defenses, experiment, model_dir
 from avjax.configs.base import base_config
-from avjax.defenses.memory import memory_collection
+from avjax.defenses.memory import defend_feature, memory_collection, ridge_code
 from avjax.models import build
 from avjax.train.optimizer import make_optimizer
 from avjax.train.state import init_state
@@ -163,3 +165,62 @@ def test_non_finite_logits_stop_the_evaluation_instead_of_making_a_table():
     with pytest.raises(FloatingPointError, match="broken: non-finite logits under fgsm"):
         robustness.evaluate_model(attacks.ModelFns(model, variables), srcs["test"], tfs["eval"], eval_spec,
                                   batch_size=8, name="broken")
+
+
+def test_bpda_surrogates_keep_the_forward_and_replace_the_backward():
+    """Adaptive attacks: 'bpda_identity' and 'bpda_ridge' give the defended feature exactly, with the
+    gradient of the identity / of the closed-form ridge coder."""
+    import dataclasses
+
+    from avjax.models import memory_spec
+    rng = np.random.default_rng(0)
+    bank = jnp.asarray(np.abs(rng.normal(size=(6, 5))), jnp.float32)
+    big_l = defenses.lipschitz(bank)
+    f = jnp.asarray(np.abs(rng.normal(size=(3, 5))), jnp.float32)
+    spec = memory_spec(dict(base_config().model.memory, size=6))
+    out = {g: defend_feature(dataclasses.replace(spec, gradient=g), bank, big_l, f, 0.0)
+           for g in ("default", "bpda_identity", "bpda_ridge")}
+    for g in ("bpda_identity", "bpda_ridge"):
+        np.testing.assert_allclose(out[g], out["default"], rtol=1e-6, atol=1e-6)
+    probe = jnp.asarray(rng.normal(size=(3, 5)), jnp.float32)
+    grad = lambda g: jax.grad(lambda x: jnp.sum(probe * defend_feature(  # noqa: E731
+        dataclasses.replace(spec, gradient=g), bank, big_l, x, 0.0)))(f)
+    np.testing.assert_allclose(grad("bpda_identity"), probe, rtol=1e-6)
+    ridge = jax.grad(lambda x: jnp.sum(probe * defenses.blend(bank, x, ridge_code(bank, x, spec.lam), spec.blend)))(f)
+    np.testing.assert_allclose(grad("bpda_ridge"), ridge, rtol=1e-5, atol=1e-6)
+    codes = np.asarray(ridge_code(bank, f, 0.1))
+    np.testing.assert_allclose(codes @ (np.asarray(bank) @ np.asarray(bank).T + 0.1 * np.eye(6)),
+                               np.asarray(f) @ np.asarray(bank).T, rtol=1e-4, atol=1e-5)
+
+
+def test_standard_protocol_with_adaptive_attacks_writes_the_leaderboard(defense_table, tmp_path):
+    """The standard protocol on the undefended model and ExFMem: adaptive attacks on the defended
+    model only, transfer from the baseline, worst case per setting, leaderboard.json and results.md."""
+    config, trained = defense_table
+    workdir = str(tmp_path / "workdir")
+    shutil.copytree(trained, workdir)
+    config = copy.deepcopy(config)
+    with config.unlocked():
+        config.stages = ("evaluate",)
+        config.runs = {k: config.runs[k] for k in ("av", "exfmem")}
+        config.rows = ("av", "exfmem")
+        config.eval.methods = ()
+        config.eval.protocol = "standard"
+        config.eval.max_examples = 8
+        config.eval.standard.update(apgd_steps=3, target_classes=2, square_queries=8, settings_run=("xAV",),
+                                    adaptive=("bpda_identity", "bpda_ridge"))
+    experiment.run(config, workdir)
+    board = json.load(open(os.path.join(workdir, "leaderboard.json")))["entries"]
+    entries = {e["model"]: e for e in board}
+    assert set(entries) == {"av", "exfmem"}
+    assert set(entries["exfmem"]["attacks"]) >= {"apgd-ce/bpda_identity", "apgd-ce/bpda_ridge", "transfer"}
+    assert not any("bpda" in a or a == "transfer" for a in entries["av"]["attacks"])
+    for e in board:
+        assert e["threat_model"]["units"] == config.eval.units and e["n"] == 8
+        assert list(e["robust_accuracy"]) == ["xAV"]
+        row = e["per_attack"]["xAV"]
+        assert all(row["worst"] <= row[a] for a in e["attacks"] if a != "large_eps")
+        assert e["robust_accuracy"]["xAV"] == row["worst"] <= e["clean_accuracy"]
+        assert {c["check"] for c in e["checklist"]} <= {"more_steps", "large_eps", "black_box", "transfer"}
+    md = open(os.path.join(workdir, "results.md")).read()
+    assert "## Standard protocol" in md and "ExFMem: accuracy per attack" in md

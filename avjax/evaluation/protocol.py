@@ -1,0 +1,305 @@
+"""The standard robustness protocol: an attack ensemble per setting, worst case per example, a checklist.
+
+Per setting of the threat model (xA, xV, xAV at the config's eps, in its units) every example is attacked by
+  * APGD-CE and APGD-T (targeted DLR over the runner-up classes; APGD-DLR when a model has < 4 classes),
+  * Square (score-based: no gradients, so gradient masking cannot stop it),
+  * for a model with an external memory, APGD-CE through each adaptive surrogate of the coder
+    (`adaptive`: 'unrolled', 'bpda_identity', 'bpda_ridge'; the forward pass stays the exact defense),
+and counts as robust only if it survives all of them (its worst case). Beside every evaluation the
+gradient-masking checklist (Carlini et al. 2019) is run and each failing check is flagged:
+  * `more_steps`: APGD-CE with twice the steps and one more restart does not raise the success,
+  * `large_eps`: at `large_eps_factor` times the eps the accuracy goes (almost) to 0,
+  * `black_box`: the white-box attacks succeed at least as often as Square,
+  * `transfer`: ... and at least as often as APGD-CE adversarials made on the undefended baseline model.
+The checklist's attacks are in the same ball (except `large_eps`), so they count towards the worst case too.
+"""
+import dataclasses
+import logging
+import time
+
+import jax
+import numpy as np
+from tqdm import tqdm
+
+from avjax import attacks, parallel
+from avjax.configs.base import build_spec
+from avjax.data import pipeline
+from avjax.evaluation.robustness import NON_FINITE, SETTINGS, _correct, _gather
+
+log = logging.getLogger(__name__)
+CHECKS = ("more_steps", "large_eps", "black_box", "transfer")
+WHITE_BOX = ("apgd-ce", "apgd-t")
+HEADERS = {"xA": "✗A", "xV": "✗V", "xAV": "✗AV"}
+
+
+@dataclasses.dataclass(frozen=True)
+class ProtocolSpec:
+    """The standard protocol's settings, from `config.eval` and `config.eval.standard`."""
+
+    units: str
+    mean: tuple
+    std: tuple
+    eps_audio_only: float
+    eps_visual_only: float
+    eps_joint: float
+    apgd_steps: int
+    apgd_restarts: int
+    target_classes: int
+    square_queries: int
+    square_p_init: float
+    adaptive: tuple
+    unroll: int
+    checklist: bool
+    large_eps_factor: float
+    max_large_eps_accuracy: float
+    tolerance: float
+    seed: int
+    settings_run: tuple       # which of xA, xV, xAV the protocol attacks
+
+    def __post_init__(self):
+        unknown = set(self.settings_run) - set(SETTINGS)
+        if unknown or not self.settings_run:
+            raise ValueError(f"eval.standard.settings_run {self.settings_run}: choose from {SETTINGS}")
+
+    @classmethod
+    def from_config(cls, eval_cfg):
+        return build_spec(cls, eval_cfg, eval_cfg.standard)
+
+    def setting_indices(self):
+        return tuple(i for i, name in enumerate(SETTINGS) if name in self.settings_run)
+
+    def settings(self):
+        return ((0.0, self.eps_audio_only), (self.eps_visual_only, 0.0), (self.eps_joint, self.eps_joint))
+
+    def attack_list(self, has_memory: bool, has_transfer: bool) -> list[str]:
+        names = ["apgd-ce", "apgd-t", "square"]
+        if has_memory:
+            names += [f"apgd-ce/{g}" for g in self.adaptive]
+        if self.checklist:
+            names += ["apgd-ce/more_steps", "large_eps"] + (["transfer"] if has_transfer else [])
+        return names
+
+    def parameters(self, name: str) -> dict:
+        """What a leaderboard entry records of attack `name`."""
+        apgd = dict(steps=self.apgd_steps, restarts=self.apgd_restarts, rho=0.75, momentum=0.75)
+        if name == "apgd-ce":
+            return dict(apgd, loss="ce")
+        if name == "apgd-t":
+            return dict(apgd, loss="dlr-targeted", target_classes=self.target_classes)
+        if name == "square":
+            return dict(queries=self.square_queries, p_init=self.square_p_init, loss="margin")
+        if name == "apgd-ce/more_steps":
+            return dict(apgd, loss="ce", steps=2 * self.apgd_steps, restarts=self.apgd_restarts + 1)
+        if name == "large_eps":
+            return dict(apgd, loss="ce", eps_factor=self.large_eps_factor)
+        if name == "transfer":
+            return dict(apgd, loss="ce", source="the baseline (undefended) model")
+        if name.startswith("apgd-ce/"):
+            return dict(apgd, loss="ce", memory_gradient=name.split("/", 1)[1])
+        raise ValueError(f"unknown protocol attack {name!r}")
+
+
+def _with_memory_gradient(fns, gradient):
+    module = fns.module
+    return attacks.ModelFns(module.clone(memory=dataclasses.replace(module.memory, gradient=gradient)),
+                            fns.variables)
+
+
+def program_of(name: str, spec: ProtocolSpec, setting: int):
+    """-> (kind, eps scale): the compiled attack program behind protocol attack `name` (the
+    large-eps check reuses APGD-CE's program with its eps scaled, eps being an argument)."""
+    if name == "large_eps":
+        return "apgd-ce", spec.large_eps_factor
+    return name, 1.0
+
+
+def attack_once(fns, batch, eps_visual, eps_audio, key, transfer_fns=None, *, spec: ProtocolSpec, kind: str,
+                setting: int):
+    """Correctness (B,) int8 of `fns` on `batch` under attack program `kind` (see `program_of`) in
+    setting `setting` at (eps_visual, eps_audio) (traced: one program serves every eps)."""
+    image, audio, label = batch["image"], batch["audio"], batch["label"]
+    on_v, on_a = ((False, True), (True, False), (True, True))[setting]
+    flags = dict(eps_visual=float(on_v), eps_audio=float(on_a))        # which modalities (static)
+    common = dict(units=spec.units, mean=spec.mean, std=spec.std)
+    if kind == "square":
+        cfg = attacks.square_config(queries=spec.square_queries, p_init=spec.square_p_init, **flags, **common)
+        adv, _ = attacks.run_square(fns, image, audio, label, eps_visual, eps_audio, cfg, key)
+        return _correct(fns, *adv, label)
+    apgd = dict(common, steps=spec.apgd_steps, restarts=spec.apgd_restarts, unroll=spec.unroll)
+    attacked = fns
+    if kind == "apgd-t":
+        classes = fns(image, audio)[0].shape[-1]
+        if classes >= 3:   # DLR is undefined below 3 classes (CE stands in); targeted from 4 classes
+            apgd.update(loss="dlr", targeted=classes >= 4, target_classes=spec.target_classes)
+    elif kind == "apgd-ce/more_steps":
+        apgd.update(steps=2 * spec.apgd_steps, restarts=spec.apgd_restarts + 1)
+    elif kind.startswith("apgd-ce/"):
+        attacked = _with_memory_gradient(fns, kind.split("/", 1)[1])
+    elif kind == "transfer":
+        attacked = transfer_fns
+    elif kind != "apgd-ce":
+        raise ValueError(f"unknown protocol attack {kind!r}")
+    cfg = attacks.apgd_config(**flags, **apgd)
+    adv = attacks.run_apgd(attacked, image, audio, label, eps_visual, eps_audio, cfg, key)
+    return _correct(fns, *adv, label)
+
+
+def evaluate_standard(fns, source, transform, spec: ProtocolSpec, *, batch_size, mesh=None, max_examples=0,
+                      workers=0, name="model", transfer_fns=None):
+    """-> {'n', 'clean', 'settings': {setting: {attack: acc, 'worst': acc}}, 'checklist': [...],
+    'per_example': ...}: the standard protocol on `fns` over a test source."""
+    mesh = mesh or parallel.make_mesh()
+    local_batch = parallel.check_batch_size(batch_size, mesh)
+    fns = jax.device_put(fns, parallel.replicated(mesh))
+    if transfer_fns is not None:
+        transfer_fns = jax.device_put(transfer_fns, parallel.replicated(mesh))
+    has_memory = getattr(getattr(fns, "module", None), "memory", None) is not None
+    names = spec.attack_list(has_memory, transfer_fns is not None)
+    run = jax.jit(attack_once, static_argnames=("spec", "kind", "setting"))
+    clean_fn = jax.jit(_correct)
+    per = {"clean": [], **{(s, a): [] for s in spec.setting_indices() for a in names}}
+    masks, seen = [], 0
+    n_batches = pipeline.num_eval_batches(source, local_batch)
+    if max_examples:
+        n_batches = min(n_batches, -(-max_examples // batch_size))
+    batches = pipeline.eval_dataset(source, transform, batch_size=local_batch, workers=workers)
+    bar = tqdm(total=n_batches, desc=f"standard protocol {name}", unit="batch",
+               disable=jax.process_index() != 0, mininterval=5)
+    root = jax.random.key(spec.seed)
+    for index, local in enumerate(pipeline.exactly(batches, n_batches)):
+        batch = parallel.global_batch(local, mesh)
+        mask = _gather(batch["mask"]) > 0
+        masks.append(mask)
+        per["clean"].append(_gather(clean_fn(fns, batch["image"], batch["audio"], batch["label"])))
+        timings = {}
+        for s in spec.setting_indices():
+            for a in names:
+                t0 = time.perf_counter()
+                key = jax.random.fold_in(jax.random.fold_in(root, index), s)
+                kind, factor = program_of(a, spec, s)
+                eps_v, eps_a = (np.float32(e * factor) for e in spec.settings()[s])
+                per[(s, a)].append(_gather(run(fns, batch, eps_v, eps_a, key,
+                                               transfer_fns if kind == "transfer" else None,
+                                               spec=spec, kind=kind, setting=s)))
+                timings[f"{SETTINGS[s]}/{a}"] = time.perf_counter() - t0
+        seen += int(mask.sum())
+        bar.update(1)
+        log.info("standard protocol %s: batch %d/%d, %s", name, index + 1, n_batches,
+                 ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
+        if max_examples and seen >= max_examples:
+            break
+    bar.close()
+    mask = np.concatenate(masks)
+    correct = {k: np.concatenate(v)[mask] for k, v in per.items()}
+    if any(np.any(v == NON_FINITE) for v in correct.values()):
+        raise FloatingPointError(f"{name}: non-finite logits under the standard protocol; no table is written")
+    uses = [m for m, on in (("visual", getattr(fns, "uses_visual", True)), ("audio", getattr(fns, "uses_audio", True)))
+            if on]
+    return summarize(correct, names, spec, uses)
+
+
+def summarize(correct: dict, names, spec: ProtocolSpec, uses=("visual", "audio")) -> dict:
+    """Accuracies (%) per setting and attack, the worst case, and the checklist, from per-example
+    correctness; `uses`: the modalities the model reads (which settings attack all of its inputs)."""
+    clean = correct["clean"].astype(bool)
+    acc = lambda v: float(np.mean(v) * 100) if v.size else float("nan")  # noqa: E731
+    in_ball = [a for a in names if a != "large_eps"]
+    white = [a for a in names if a in WHITE_BOX or (a.startswith("apgd-ce/") and a != "apgd-ce/more_steps")]
+    white = ["apgd-ce"] + [a for a in white if a != "apgd-ce"]
+    out = {"n": int(clean.size), "clean": acc(clean), "attacks": list(names), "settings": {}, "checklist": [],
+           "per_example": {"clean": clean.tolist()}}
+    for s, setting in enumerate(SETTINGS):
+        if (s, names[0]) not in correct:   # a setting left out (tests)
+            continue
+        c = {a: clean & correct[(s, a)].astype(bool) for a in names}
+        worst = np.logical_and.reduce([c[a] for a in in_ball])
+        white_box = np.logical_and.reduce([c[a] for a in white])
+        row = {a: acc(c[a]) for a in names}
+        row.update(worst=acc(worst), white_box=acc(white_box))
+        out["settings"][setting] = row
+        out["per_example"][setting] = worst.tolist()
+        if spec.checklist:
+            attacked = {"xA": {"audio"}, "xV": {"visual"}, "xAV": {"visual", "audio"}}[setting]
+            out["checklist"] += _checks(setting, row, spec, "transfer" in names, attacked >= set(uses))
+    out["avg_worst"] = float(np.mean([row["worst"] for row in out["settings"].values()]))
+    return out
+
+
+def _checks(setting, row, spec, has_transfer, covers_all) -> list[dict]:
+    """The checks of one setting; `large_eps` only where the attack reaches every input the model uses
+    (an audio attack on an AV model may rightly leave the visual evidence standing)."""
+    tol = spec.tolerance
+    checks = [
+        ("more_steps", row["apgd-ce/more_steps"] >= row["apgd-ce"] - tol,
+         f"APGD-CE {row['apgd-ce']:.2f} -> {row['apgd-ce/more_steps']:.2f} with 2x steps and +1 restart")]
+    if covers_all:
+        checks.append(("large_eps", row["large_eps"] <= spec.max_large_eps_accuracy,
+                       f"accuracy {row['large_eps']:.2f} at {spec.large_eps_factor:g}x eps "
+                       f"(must be <= {spec.max_large_eps_accuracy:g})"))
+    checks += [
+        ("black_box", row["white_box"] <= row["square"] + tol,
+         f"white-box {row['white_box']:.2f} vs Square {row['square']:.2f}")]
+    if has_transfer:
+        checks.append(("transfer", row["white_box"] <= row["transfer"] + tol,
+                       f"white-box {row['white_box']:.2f} vs transfer from the baseline {row['transfer']:.2f}"))
+    return [{"setting": setting, "check": name, "passed": bool(ok), "detail": detail}
+            for name, ok, detail in checks]
+
+
+def leaderboard_entry(name, res, spec: ProtocolSpec, *, data, versions, model_config) -> dict:
+    """One leaderboard.json entry: model, data, threat model with units, clean and robust accuracy per
+    setting, the attacks and their parameters, versions, seed, and the checklist."""
+    return {
+        "model": name, "label": res.get("label") or name, "modality": res.get("modality"),
+        "defense": res.get("defense", "none"), "model_config": model_config, "data": data, "n": res["n"],
+        "threat_model": {"norm": "Linf", "units": spec.units,
+                         "image_bounds": "pixels in [0, 1]", "audio_bounds": "waveform in [-1, 1]",
+                         "settings": {s: {"eps_visual": v, "eps_audio": a}
+                                      for s, (v, a) in zip(SETTINGS, spec.settings()) if s in spec.settings_run}},
+        "clean_accuracy": res["clean"],
+        "robust_accuracy": {s: row["worst"] for s, row in res["settings"].items()},
+        "robust_accuracy_avg": res["avg_worst"],
+        "per_attack": res["settings"],
+        "attacks": {a: spec.parameters(a) for a in res["attacks"]},
+        "checklist": res["checklist"], "versions": versions, "seed": spec.seed}
+
+
+def markdown(results: dict, spec: ProtocolSpec) -> str:
+    """The results.md section of the standard protocol (worst case, per attack, flagged checks)."""
+    lines = ["", "## Standard protocol (APGD-CE, APGD-T, Square, adaptive; worst case per example)", "",
+             f"Units `{spec.units}`; xA eps_audio={spec.eps_audio_only}, xV eps_visual={spec.eps_visual_only}, "
+             f"xAV eps={spec.eps_joint} on each; APGD {spec.apgd_steps} steps x {spec.apgd_restarts} restart(s), "
+             f"APGD-T over {spec.target_classes} target classes, Square {spec.square_queries} queries. "
+             "Robust accuracy in %; the entries are in leaderboard.json.", "",
+             "| model | ✓AV | " + " | ".join(HEADERS[s] for s in spec.settings_run) + " | Avg | checklist |",
+             "|---|---|" + "---|" * len(spec.settings_run) + "---|---|"]
+    for name, res in results.items():
+        st = res["standard"]
+        failed = [c for c in st["checklist"] if not c["passed"]]
+        flag = "⚠ " + ", ".join(sorted({f"{c['check']} ({c['setting']})" for c in failed})) if failed else "passed"
+        if not spec.checklist:
+            flag = "not run"
+        lines.append(f"| {res.get('label') or name} | {st['clean']:.2f} | "
+                     + " | ".join(f"{st['settings'][s]['worst']:.2f}" for s in spec.settings_run)
+                     + f" | {st['avg_worst']:.2f} | {flag} |")
+    for name, res in results.items():
+        st = res["standard"]
+        lines += ["", f"### {res.get('label') or name}: accuracy per attack", "",
+                  "| attack | " + " | ".join(HEADERS[s] for s in spec.settings_run) + " |",
+                  "|---|" + "---|" * len(spec.settings_run)]
+        for a in st["attacks"] + ["white_box", "worst"]:
+            lines.append(f"| {a} | " + " | ".join(f"{st['settings'][s][a]:.2f}" for s in spec.settings_run) + " |")
+        failed = [c for c in st["checklist"] if not c["passed"]]
+        for c in failed:
+            lines.append(f"\n**⚠ gradient-masking check failed: {c['check']} ({c['setting']})**: {c['detail']}")
+        if st["checklist"] and not failed:
+            lines.append("\nGradient-masking checklist: every check passed.")
+    return "\n".join(lines) + "\n"
+
+
+def print_checklist(name, res):
+    """The checklist, logged beside the evaluation of a model (failures as warnings)."""
+    for c in res["checklist"]:
+        level = logging.INFO if c["passed"] else logging.WARNING
+        log.log(level, "%s: gradient-masking check %s %s (%s): %s", name, c["check"],
+                "passed" if c["passed"] else "FAILED", c["setting"], c["detail"])
