@@ -112,8 +112,27 @@ def build_memory(config, workdir, name, sources, transforms) -> dict:
     return memory_collection(banks["visual"], banks["audio"])
 
 
+TORCHVISION_RESNET18 = "https://download.pytorch.org/models/resnet18-f37072fd.pth"
+
+
+def check_visual_init(config):
+    """A paper config trains ResNet18 from ImageNet weights: refuse to silently train it from scratch."""
+    tc = config.train
+    if tc.get("visual_init_required") and not tc.visual_init:
+        raise ValueError(
+            f"{config.data.name}: the paper fine-tunes ResNet18 from ImageNet weights, and none were given. Pass "
+            "--config.train.visual_init=<resnet18 .pth or .safetensors> (torchvision's file: "
+            f"{TORCHVISION_RESNET18}, or torch.save(torchvision.models.resnet18(weights='IMAGENET1K_V1')"
+            ".state_dict(), 'resnet18.pth')), or --config.train.visual_init=none to train the trunk from "
+            "scratch on purpose.")
+    if tc.visual_init and tc.visual_init != "none" and not os.path.isfile(os.path.expanduser(tc.visual_init)):
+        raise FileNotFoundError(f"train.visual_init: no such file {tc.visual_init!r} (a torchvision resnet18 "
+                                f".pth or .safetensors, e.g. {TORCHVISION_RESNET18})")
+
+
 def train(config, workdir, writer=None) -> dict:
     from avjax.train.loop import train_and_evaluate
+    check_visual_init(config)
     sources, transforms = data_sources.build(config.data)
     out = {}
     for name in training_order(config):

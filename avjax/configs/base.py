@@ -78,7 +78,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.weight_decay = 1e-4
     c.train.log_every_steps = 20
     c.train.checkpoint_every_steps = 0  # 0: at epoch ends (and on SIGTERM) only
-    c.train.visual_init = ""            # torchvision resnet18 .pth/.safetensors for ImageNet init
+    c.train.visual_init = ""            # torchvision resnet18 .pth/.safetensors for ImageNet init; 'none': random
+    c.train.visual_init_required = False  # the paper configs: refuse '' (no visual_init given)
     c.train.defense = ml_collections.ConfigDict(dict(
         name="none", weight=1.0,                      # MinSim / MaxSim: w * mean cos(f_v, f_a)
         prox_weight=1.0, con_weight=1e-4,             # PCL loss weights

@@ -52,7 +52,7 @@ def init_state(model, optimizer, key, image_shape, audio_len, num_classes, *, de
     audio = jnp.zeros((1, audio_len), jnp.float32)
     k_model, k_pcl = jax.random.split(key)
     variables = init_variables or model.init(k_model, image, audio, train=False)
-    if visual_init and init_variables is None:
+    if visual_init and visual_init != "none" and init_variables is None:
         from avjax import porting
         trunk = porting.resnet18_from_torchvision(visual_init)
         variables = {"params": {**variables["params"], "visual_net": trunk["params"]},

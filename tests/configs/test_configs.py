@@ -80,6 +80,23 @@ def test_paper_defaults_follow_the_released_code():
     appendix = load("ave", "recipe=appendix")
     assert (appendix.train.lr.audio, appendix.train.lr.visual, appendix.train.num_epochs) == (1e-4, 1e-3, 100)
     assert ave.model.visual_pool == "avg" and ave.eval.units == "normalized"
+    assert appendix.model.visual_pool == "max"   # the appendix states max pooling
+
+
+def test_paper_configs_refuse_to_train_resnet18_from_scratch_silently(tmp_path):
+    from avjax import experiment
+    for name in ("ave", "music", "kinetics"):
+        config = load(name, None)
+        with pytest.raises(ValueError, match=r"--config.train.visual_init=<resnet18 .pth or .safetensors>.*"
+                                             r"visual_init=none"):
+            experiment.train(config, str(tmp_path))
+        config.train.visual_init = str(tmp_path / "missing.pth")
+        with pytest.raises(FileNotFoundError, match="missing.pth"):
+            experiment.train(config, str(tmp_path))
+        config.train.visual_init = "none"        # on purpose: accepted
+        experiment.check_visual_init(config)
+    assert load("ave", "runlocal").train.visual_init == "none"
+    experiment.check_visual_init(load("synthetic", None))   # the synthetic data has no ImageNet trunk
 
 
 @pytest.fixture(scope="module")
