@@ -158,6 +158,21 @@ def class_names(data_cfg) -> tuple[str, ...]:
     return tuple(data_cfg.classes) if data_cfg.get("classes") else CLASSES[data_cfg.preset]
 
 
+def check_prepared(data_cfg, split, csv_path):
+    """One clear message when a prepared dataset is missing: what, the command that makes it, the flag."""
+    if os.path.isfile(csv_path):
+        return
+    preset = data_cfg.preset
+    what = (f"config.data.root is not set (no {split} list)" if not data_cfg.root and not data_cfg.csv[split]
+            else f"the {split} list {csv_path} does not exist")
+    raise FileNotFoundError(
+        f"{data_cfg.name}: {what}. Prepare the dataset once (docs/data.md), e.g.\n"
+        f"  python -m avjax.data.prepare --preset {preset} --videos <class folders> --out DIR\n"
+        f"  (or --ave-root / --music-json + --music-videos / --k400-root / --manifest; --authors-lists for "
+        f"the authors' splits)\nthen point to it with --config.data.root=DIR (or "
+        f"--config.data.csv.{split}=FILE for a list elsewhere).")
+
+
 def build(data_cfg, spec: preprocess.PreprocessSpec):
     """-> ({split: LayoutASource}, transforms) of the layout-A folder a data config names."""
     classes = class_names(data_cfg)
@@ -165,6 +180,7 @@ def build(data_cfg, spec: preprocess.PreprocessSpec):
     sources = {}
     for split in ("train", "val", "test"):
         csv_path = data_cfg.csv[split] or os.path.join(data_cfg.root, CSV_NAMES[data_cfg.preset][split])
+        check_prepared(data_cfg, split, csv_path)
         rows = read_rows(csv_path, classes, data_cfg.audio_root or os.path.join(data_cfg.root, "audio"),
                          data_cfg.frames_root or os.path.join(data_cfg.root, "frames"),
                          on_error=data_cfg.on_error, report=report)

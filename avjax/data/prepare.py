@@ -186,7 +186,10 @@ def items_from_k400(root, split_of=None, classes=None):
 
 
 def items_from_manifest(path):
-    """D: JSONL lines {"video" | "audio" + "frames", "label", "split", "n_frames"?, "id"?}."""
+    """D: JSONL lines {"video" | "audio" + "frames", "label", "split", "n_frames"?, "id"?}. Relative media
+    paths are relative to the manifest's folder (not to the working directory)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    resolve = lambda p: p if p is None or os.path.isabs(p) else os.path.join(folder, p)  # noqa: E731
     items = []
     with open(path) as f:
         for line_no, line in enumerate(f, start=1):
@@ -201,8 +204,8 @@ def items_from_manifest(path):
                 raise ValueError(f"{path}:{line_no}: needs label, split and video (or audio + frames)")
             src = rec.get("video") or rec["audio"]
             vid = rec.get("id") or os.path.splitext(os.path.basename(src))[0]
-            items.append(Item(rec.get("video"), _norm_label(rec["label"]), rec["split"], vid,
-                              rec.get("audio"), rec.get("frames"), rec.get("n_frames")))
+            items.append(Item(resolve(rec.get("video")), _norm_label(rec["label"]), rec["split"], vid,
+                              resolve(rec.get("audio")), resolve(rec.get("frames")), rec.get("n_frames")))
     return items
 
 

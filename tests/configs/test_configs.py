@@ -171,3 +171,17 @@ def test_paper_config_end_to_end_on_a_prepared_layout(layout_roots, tmp_path):
     assert out["train"]["av"]["test_count"] == 1
     assert set(out["evaluate"]["av"]["methods"]) == {"fgsm", "pgd", "mim"}
     assert os.path.isfile(tmp_path / "results.md") and os.path.isfile(tmp_path / "runs" / "av" / "model" / "model.json")
+
+
+@pytest.mark.parametrize("name", ["ave", "music", "kinetics"])
+def test_missing_data_gives_one_clear_message(name, tmp_path):
+    """No prepared data: what is missing, the prepare command that makes it, and the flag that points to it."""
+    from avjax import experiment
+    config = load(name, None)
+    config.train.visual_init = "none"
+    with pytest.raises(FileNotFoundError, match=r"config.data.root is not set(.|\n)*python -m avjax.data.prepare "
+                                                r"--preset(.|\n)*--config.data.root=DIR"):
+        experiment.train(config, str(tmp_path))
+    config.data.root = str(tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError, match=r"nowhere(.|\n)*does not exist(.|\n)*--config.data.root=DIR"):
+        experiment.train(config, str(tmp_path))

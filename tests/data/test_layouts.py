@@ -139,6 +139,18 @@ def test_manifest_and_k400_adapters(tmp_path):
     m.write_text(json.dumps({"video": "/x/a.mp4", "label": "tap dancing", "split": "train"}) + "\n")
     (item,) = prepare.items_from_manifest(m)
     assert item.label == "tap_dancing" and item.id == "a"
+    # relative media paths are relative to the manifest's folder, whatever the working directory
+    (tmp_path / "sub").mkdir()
+    rel = tmp_path / "sub" / "rel.jsonl"
+    rel.write_text(json.dumps({"audio": "wav/b.wav", "frames": "../f/b.mp4", "label": "yoga", "split": "test"}) + "\n")
+    cwd = os.getcwd()
+    try:
+        os.chdir(tmp_path)
+        (item,) = prepare.items_from_manifest("sub/rel.jsonl")
+    finally:
+        os.chdir(cwd)
+    assert item.audio == str(tmp_path / "sub" / "wav" / "b.wav")
+    assert os.path.normpath(item.frames) == str(tmp_path / "f" / "b.mp4") and item.video is None
     m.write_text('{"label": "x"}\n')
     with pytest.raises(ValueError, match="m.jsonl:1"):
         prepare.items_from_manifest(m)
