@@ -78,12 +78,22 @@ def eval_dataset(source, transform: Callable | None = None, *, batch_size: int, 
     ds = grain.MapDataset.source(source)[shard_index::shard_count]
     prep = skipping(transform if transform is not None else (lambda ex: ex), on_error)
     ds = ds.map(lambda ex: _maybe(lambda e: e if keep_ids else _numeric(e), prep(ex)))
-    it_ds = ds.to_iter_dataset().filter(lambda ex: ex is not None)
-    it_ds = it_ds.batch(batch_size, drop_remainder=False)
-    it_ds = it_ds.map(lambda b: _pad_batch(b, batch_size, keep_ids))
+    it_ds = ds.to_iter_dataset()
     if workers > 0:
+        # Workers decode examples (worker i: examples i, i + workers, ...) and are read round-robin, so
+        # examples keep the source's order (batching after the workers: batched before, each batch
+        # was made of one worker's strided examples). Examples come back pickled rather than in shared
+        # memory: grain frees shared-memory arrays from a deletion thread that need not run before
+        # exit, which left "leaked shared_memory objects" warnings behind every evaluation.
+        it_ds = grain.experimental.WithOptionsIterDataset(
+            it_ds, grain.experimental.DatasetOptions(min_shm_size=NO_SHARED_MEMORY))
         it_ds = it_ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))
-    return it_ds
+    it_ds = it_ds.filter(lambda ex: ex is not None)
+    it_ds = it_ds.batch(batch_size, drop_remainder=False)
+    return it_ds.map(lambda b: _pad_batch(b, batch_size, keep_ids))
+
+
+NO_SHARED_MEMORY = 2 ** 62  # min_shm_size (bytes) no array reaches
 
 
 def _pad_batch(batch, size, keep_ids):
