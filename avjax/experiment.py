@@ -33,6 +33,8 @@ def run_config(config, name):
     c = copy.deepcopy(config)
     with c.unlocked():
         c.model.modality = run.modality
+        if run.get("fusion"):
+            c.model.fusion = run.fusion
         if run.get("defense"):
             c.train.defense.name = run.defense
         if run.get("memory_from"):

@@ -5,7 +5,7 @@
 Trains the AV (concat), audio-only and visual-only models (width 0.25, 64x64 frames, 8192 samples)
 and writes clean accuracies and the FGSM / PGD / MIM robustness table to results.md. Expected on a
 2-core CPU: about 6-8 minutes; clean accuracy AV > V > A with AV >= 90 %.
-Variants (comma separated after a colon): fusion=<name>, modality=<av|audio|visual>,
+Variants (comma separated after a colon): fusion=<name|all>, modality=<av|audio|visual>,
 defense=<none|minsim|maxsim|pcl|exfmem|minsim+exfmem|all>, runlocal (a few steps, for smoke tests).
 `defense=all` trains every row of the appendix's defense table (None, Unimodal A/V, PCL, MaxSim,
 MinSim, ExFMem, MinSim+ExFMem) and evaluates them with the released defense protocol.

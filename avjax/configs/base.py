@@ -128,13 +128,26 @@ def base_config() -> ml_collections.ConfigDict:
     return c
 
 
-def run(modality="av", defense="", *, label="", init_from="", memory_from=""):
+def run(modality="av", defense="", *, label="", init_from="", memory_from="", fusion=""):
     """One trained model: its modality, training defense (''/'none', 'minsim', 'maxsim', 'pcl'),
-    the run whose *latest* weights initialise it (`init_from`), and the run whose features build its
-    external memory (`memory_from`; the run is then fine-tuned with the memory). `label` names its
-    table row."""
+    the run whose *latest* weights initialise it (`init_from`), the run whose features build its
+    external memory (`memory_from`; the run is then fine-tuned with the memory), and its fusion
+    ('' = config.model.fusion). `label` names its table row."""
     return ml_collections.ConfigDict(dict(modality=modality, defense=defense, label=label, init_from=init_from,
-                                          memory_from=memory_from))
+                                          memory_from=memory_from, fusion=fusion))
+
+
+# The five fusions of the paper (appendix A.4), in its table's order, with their row labels
+# (tests keep this equal to avjax.models.FUSIONS).
+FUSION_LABELS = {"sum": "Sum", "concat": "Concat", "film": "FiLM", "gated_sum": "Gated-Sum",
+                 "gated_concat": "Gated-Concat"}
+
+
+def fusion_runs() -> dict:
+    """`fusion=all`: one AV run per fusion (the paper's fusion table), plus the unimodal runs."""
+    runs = {f"av_{name}": run("av", label=label, fusion=name) for name, label in FUSION_LABELS.items()}
+    runs.update(audio=run("audio", label="Unimodal A"), visual=run("visual", label="Unimodal V"))
+    return runs
 
 
 DEFENSES = ("none", "minsim", "maxsim", "pcl", "exfmem", "minsim+exfmem", "all")
@@ -155,7 +168,16 @@ def defense_runs() -> dict:
 
 
 def apply_common_variants(c, variants):
-    """fusion= / modality= / defense= select what the single-run variants train."""
+    """fusion= / modality= / defense= select what the single-run variants train (`fusion=all`: every
+    fusion, one run each, rows of one table; the concat run is the RI baseline)."""
+    if variants.get("fusion") == "all":
+        if variants.get("defense", "none") != "none" or "modality" in variants:
+            raise ValueError("fusion=all trains the five AV fusions; it does not combine with defense= or modality=")
+        runs = fusion_runs()
+        c.runs = ml_collections.ConfigDict(runs)
+        c.rows = tuple(runs)     # table order (a ConfigDict iterates its keys sorted)
+        c.baseline = "av_concat"
+        return c
     if "fusion" in variants:
         c.model.fusion = variants["fusion"]
     if "modality" in variants:

@@ -28,6 +28,7 @@ def records(results: dict, spec, config) -> list[dict]:
     out = []
     for model, res in results.items():
         base = {"model": model, "label": res.get("label") or model, "modality": res.get("modality"),
+                "fusion": fusion_of(res),
                 "defense": res.get("defense", "none"), "n": res["n"], **common,
                 "attack_loss": res.get("attack_loss", spec.loss)}
         out.append({**base, "attack": "none", "eps_visual": 0.0, "eps_audio": 0.0, "setting": "clean",
@@ -76,6 +77,7 @@ def markdown(results: dict, spec, baseline: str, title: str) -> str:
             share = f"{s['joint_only_share']:.1f} % of {s['joint_successes']}" if s["joint_successes"] else "-"
             lines.append(f"| {label(name, res)} | {s['clean']:.2f} | {s['xA']:.2f} | {s['xV']:.2f} | {s['xAV']:.2f} "
                          f"| {s['avg']:.2f} | {ri:.2f} | {share} |")
+    lines += fusion_table(results, spec)
     sweeps = {n: r["sweep"] for n, r in results.items() if "sweep" in r}
     if sweeps:
         first = next(iter(sweeps.values()))
@@ -86,6 +88,27 @@ def markdown(results: dict, spec, baseline: str, title: str) -> str:
             for setting in SETTINGS:
                 lines.append(f"| {label(name, results[name])} | {setting} | " + " | ".join(f"{a:.1f}" for a in sw[setting]) + " |")
     return "\n".join(lines) + "\n"
+
+
+def fusion_of(res):
+    """The fusion of an AV model's evaluation (None for unimodal models)."""
+    if res.get("modality") != "av":
+        return None
+    return (res.get("model_config") or {}).get("fusion", "concat")
+
+
+def fusion_table(results: dict, spec) -> list[str]:
+    """The paper's fusion table (one row per AV fusion, every method and setting), when the results
+    hold AV models with more than one fusion (`fusion=all`)."""
+    av = {n: r for n, r in results.items() if fusion_of(r)}
+    if len({fusion_of(r) for r in av.values()}) < 2 or not spec.methods:
+        return []
+    head = ["clean"] + [f"{m.upper()} {s}" for m in spec.methods for s in ("✗A", "✗V", "✗AV")]
+    lines = ["", "## Fusions", "", "| fusion | " + " | ".join(head) + " |", "|---|" + "---|" * len(head)]
+    for name, res in av.items():
+        cells = [f"{res['clean']:.2f}"] + [f"{res['methods'][m][s]:.2f}" for m in spec.methods for s in SETTINGS]
+        lines.append(f"| {label(name, res)} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def write(workdir, results, spec, config, baseline, title, standard=None):

@@ -185,3 +185,34 @@ def test_missing_data_gives_one_clear_message(name, tmp_path):
     config.data.root = str(tmp_path / "nowhere")
     with pytest.raises(FileNotFoundError, match=r"nowhere(.|\n)*does not exist(.|\n)*--config.data.root=DIR"):
         experiment.train(config, str(tmp_path))
+
+
+def test_fusion_all_trains_every_fusion_and_renders_the_fusion_table(tmp_path):
+    from avjax import experiment
+    from avjax.configs.base import FUSION_LABELS
+    from avjax.evaluation import report
+    from avjax.evaluation.robustness import EvalSpec
+    from avjax.models import FUSIONS
+    assert set(FUSION_LABELS) == set(FUSIONS)
+    config = load("synthetic", "fusion=all")
+    assert [experiment.run_config(config, n).model.fusion for n in config.rows if n.startswith("av_")] \
+        == list(FUSION_LABELS)
+    assert config.baseline == "av_concat" and {"audio", "visual"} <= set(config.runs)
+    for name in config.runs:
+        build(experiment.run_config(config, name).model)
+    with pytest.raises(ValueError, match="fusion=all"):
+        load("synthetic", "fusion=all,defense=minsim")
+    # the table: one row per fusion, every method x setting (from evaluations as the stage makes them)
+    spec = EvalSpec.from_config(config.eval)
+    rng = np.random.default_rng(0)
+    results = {}
+    for name in config.rows:
+        rc = experiment.run_config(config, name)
+        accs = {m: {k: float(rng.uniform(0, 100)) for k in ("clean", "xA", "xV", "xAV")} for m in spec.methods}
+        results[name] = {"clean": 90.0, "n": 10, "modality": rc.model.modality, "label": config.runs[name].label,
+                         "model_config": rc.model.to_dict(), "methods": accs}
+    table = "\n".join(report.fusion_table(results, spec))
+    rows = [line.split("|")[1].strip() for line in table.splitlines() if line.startswith("| ") and "fusion" not in line]
+    assert rows == list(FUSION_LABELS.values())
+    film = next(line for line in table.splitlines() if line.startswith("| FiLM |"))
+    assert film.rstrip(" |").endswith(f"{results['av_film']['methods']['mim']['xAV']:.2f}")
