@@ -3,12 +3,13 @@ into layout A (wav + %06d.jpg folders + the authors' CSVs), in parallel and resu
 
     python -m avjax.data.prepare --out DIR (--videos ROOT | --ave-root DIR | --music-json F
         --music-videos DIR | --k400-root DIR | --manifest F.jsonl) [--preset ave|music|kinetics_sounds]
-        [--authors-lists DIR] [--workers N] [--on-error raise|skip] [--split-seed S]
+        [--authors-lists DIR [--dedupe]] [--workers N] [--on-error raise|skip] [--split-seed S]
 
 Frames are decoded with PyAV at 8 fps (as `ffmpeg -r 8`) and written as JPEG; audio becomes 11025 Hz
 mono 16-bit wav. An item whose outputs are complete (a `.done` marker is written last) is skipped on a
 rerun. Splits come from the authors' lists when given (exact IDs and the authors' single label for
-AVE's multi-label videos), else from the source (AVE *Set.txt, K400 split column, manifest), else a
+AVE's multi-label videos; each split CSV replays the authors' rows, their repeats and the IDs they list in
+two splits included, and the run reports those; `--dedupe` drops them), else from the source (AVE *Set.txt, K400 split column, manifest), else a
 seeded 60/20/20 split. A count table per class and split closes the run (compare with docs/data.md).
 """
 import argparse
@@ -65,18 +66,55 @@ def _seeded_split(ids, seed, fractions=(0.6, 0.2, 0.2)):
     return split
 
 
-def authors_lists(directory, preset):
-    """{id: (class, split)} from the authors' CSVs (the first row of a repeated ID wins)."""
+def authors_rows(directory, preset) -> dict:
+    """{split: [(class, id), ...]}: the authors' CSVs row by row, in their order, repeats included."""
     out = {}
     for split, name in layout_a.CSV_NAMES[preset].items():
         path = os.path.join(directory, name)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{path}: the authors' {split} list is missing")
         with open(path, newline="") as f:
+            out[split] = []
             for fields in csv.reader(f):
                 cls, stem = fields[0].lstrip("/").split("/")[:2]
-                out.setdefault(stem[: -len(".wav")], (cls, split))
+                out[split].append((cls, stem[: -len(".wav")]))
     return out
+
+
+def authors_lists(directory, preset):
+    """{id: (class, split)} from the authors' CSVs: what each video is prepared as (the first row of a
+    repeated ID wins; the split CSVs then replay every row, see `prepare`)."""
+    out, classes = {}, collections.defaultdict(set)
+    for split, rows in authors_rows(directory, preset).items():
+        for cls, vid in rows:
+            out.setdefault(vid, (cls, split))
+            classes[vid].add(cls)
+    mixed = sorted(v for v, c in classes.items() if len(c) > 1)
+    if mixed:
+        raise ValueError(f"{directory}: IDs listed under several classes ({mixed[:5]}...): not supported")
+    return out
+
+
+def list_issues(replay) -> dict:
+    """Rows repeating an ID within a split, and IDs listed in more than one split (leaks)."""
+    repeats = {split: len(rows) - len({vid for _, vid in rows}) for split, rows in replay.items()}
+    splits = collections.defaultdict(list)
+    for split, rows in replay.items():
+        for _, vid in rows:
+            if split not in splits[vid]:
+                splits[vid].append(split)
+    leaks = {vid: s for vid, s in splits.items() if len(s) > 1}
+    return {"repeated_rows": repeats, "leaks": leaks}
+
+
+def issues_summary(issues, dedupe) -> str:
+    repeats = ", ".join(f"{s} {n}" for s, n in issues["repeated_rows"].items() if n) or "none"
+    leaks = issues["leaks"]
+    example = ", ".join(f"{v} ({'+'.join(s)})" for v, s in list(leaks.items())[:3])
+    action = ("dropped (--dedupe): a split keeps one row per ID, and an ID only in its first split" if dedupe else
+              "kept as the authors have them (--dedupe drops them)")
+    return (f"authors' lists: rows repeating an ID within a split: {repeats}; IDs in more than one split: "
+            f"{len(leaks)}{' (e.g. ' + example + ')' if leaks else ''}; {action}")
 
 
 def items_from_class_tree(root, split_of=None, seed=0):
@@ -251,8 +289,12 @@ def prepare_item(item: Item, out: str, fps: int = media.VIDEO_FPS, rate: int = m
     return item, n, False
 
 
-def prepare(items, out, *, workers=1, on_error="raise", csv_names=None, progress=True):
-    """Prepare every item; write the split CSVs; -> (rows per split, SkipReport, counts)."""
+def prepare(items, out, *, workers=1, on_error="raise", csv_names=None, progress=True, replay=None, dedupe=False):
+    """Prepare every item; write the split CSVs; -> (rows per split, SkipReport, counts).
+
+    `replay` ({split: [(class, id), ...]}, the authors' rows): each split CSV repeats those rows in
+    their order, repeats and cross-split IDs included (so the splits are exactly the authors'), for
+    the IDs that were prepared; `dedupe` keeps one row per ID, in its first split only."""
     from tqdm import tqdm
 
     csv_names = csv_names or {"train": "train.csv", "val": "val.csv", "test": "test.csv"}
@@ -281,12 +323,26 @@ def prepare(items, out, *, workers=1, on_error="raise", csv_names=None, progress
         if pool is not None:
             pool.shutdown()
     rows = collections.defaultdict(list)
-    for item, n in results.items():
-        rows[item.split].append(f"/{item.label}/{item.id}.wav,/{item.label}/{item.id}.mp4,{n}")
+    counts = collections.Counter()
+    line = lambda item, n: f"/{item.label}/{item.id}.wav,/{item.label}/{item.id}.mp4,{n}"  # noqa: E731
+    if replay is None:
+        for item, n in results.items():
+            rows[item.split].append(line(item, n))
+            counts[(item.label, item.split)] += 1
+    else:
+        prepared = {item.id: (item, n) for item, n in results.items()}
+        seen = set()
+        for split in ("train", "val", "test"):
+            for _, vid in replay.get(split, []):
+                if vid not in prepared or (dedupe and vid in seen):
+                    continue
+                seen.add(vid)
+                item, n = prepared[vid]
+                rows[split].append(line(item, n))
+                counts[(item.label, split)] += 1
     for split, name in csv_names.items():
         with open(os.path.join(out, name), "w") as f:
             f.write("".join(r + "\n" for r in rows.get(split, [])))
-    counts = collections.Counter((item.label, item.split) for item in results)
     return rows, report, counts
 
 
@@ -313,12 +369,17 @@ def main(argv=None):
     src.add_argument("--manifest", help="D: JSONL manifest")
     p.add_argument("--music-videos")
     p.add_argument("--preset", choices=sorted(layout_a.CLASSES), help="class list / CSV names")
-    p.add_argument("--authors-lists", help="folder with the authors' CSVs: take IDs, labels and splits from them")
+    p.add_argument("--authors-lists", help="folder with the authors' CSVs: take IDs, labels and splits from them "
+                                           "(each split exactly as listed: repeated rows and IDs in two splits kept)")
+    p.add_argument("--dedupe", action="store_true", help="with --authors-lists: one row per ID, in its first split")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     p.add_argument("--on-error", choices=("raise", "skip"), default="raise")
     p.add_argument("--split-seed", type=int, default=0)
     a = p.parse_args(argv)
+    if a.authors_lists and not a.preset:
+        p.error("--authors-lists needs --preset (which CSVs to read)")
     split_of = authors_lists(a.authors_lists, a.preset) if a.authors_lists else None
+    replay = authors_rows(a.authors_lists, a.preset) if a.authors_lists else None
     if a.videos:
         items = items_from_class_tree(a.videos, split_of, a.split_seed)
     elif a.ave_root:
@@ -338,8 +399,11 @@ def main(argv=None):
             print(f"error: classes not in preset {a.preset}: {unknown}", file=sys.stderr)
             return 2
     names = layout_a.CSV_NAMES.get(a.preset) if a.preset else None
-    rows, report, counts = prepare(items, a.out, workers=a.workers, on_error=a.on_error, csv_names=names)
+    rows, report, counts = prepare(items, a.out, workers=a.workers, on_error=a.on_error, csv_names=names,
+                                   replay=replay, dedupe=a.dedupe)
     print(count_table(counts))
+    if replay is not None:
+        print(issues_summary(list_issues(replay), a.dedupe))
     print(report.summary())
     return 0
 

@@ -178,6 +178,38 @@ def test_authors_lists_give_ids_labels_and_splits():
     rows = layout_a.read_rows(os.path.join(lists, "train_AVE.csv"), layout_a.CLASSES["ave"], "/a", "/f",
                               check_files=False)
     assert len(rows) == 3339  # duplicates kept, as the original
+    replay = prepare.authors_rows(lists, "ave")
+    assert {k: len(v) for k, v in replay.items()} == {"train": 3339, "val": 402, "test": 402}
+    issues = prepare.list_issues(replay)
+    assert issues["repeated_rows"] == {"train": 27, "val": 1, "test": 0} and len(issues["leaks"]) == 18
+
+
+def test_authors_lists_are_replayed_exactly_and_their_issues_flagged(tmp_path, capsys):
+    """Repeated rows and an ID in two splits are kept as the authors list them (and reported);
+    --dedupe drops them."""
+    videos, lists = tmp_path / "videos", tmp_path / "lists"
+    for cls, vid in (("Church_bell", "v0"), ("Church_bell", "v1"), ("Bark", "v2"), ("Bark", "v3")):
+        os.makedirs(videos / cls, exist_ok=True)
+        fixtures.make_video(videos / cls / f"{vid}.mp4", seconds=1.0, fps=8, size=(40, 32))
+    os.makedirs(lists)
+    authors = {"train": ["Church_bell/v0", "Church_bell/v1", "Church_bell/v0"],
+               "val": ["Bark/v2", "Church_bell/v1"], "test": ["Bark/v3"]}
+    for split, name in layout_a.CSV_NAMES["ave"].items():
+        (lists / name).write_text("".join(f"/{r}.wav,/{r}.mp4,8\n" for r in authors[split]))
+
+    def written(out):
+        return {split: [line.split(",")[0] for line in open(out / name).read().splitlines()]
+                for split, name in layout_a.CSV_NAMES["ave"].items()}
+
+    common = ["--videos", str(videos), "--authors-lists", str(lists), "--preset", "ave", "--workers", "1"]
+    assert prepare.main(common + ["--out", str(tmp_path / "exact")]) == 0
+    assert written(tmp_path / "exact") == {s: [f"/{r}.wav" for r in rows] for s, rows in authors.items()}
+    report = capsys.readouterr().out
+    assert "rows repeating an ID within a split: train 1" in report and "IDs in more than one split: 1" in report
+    assert "| Church_bell | 3 | 1 | 0 |" in report        # the count table counts the rows as listed
+    assert prepare.main(common + ["--out", str(tmp_path / "dedupe"), "--dedupe"]) == 0
+    assert written(tmp_path / "dedupe") == {"train": ["/Church_bell/v0.wav", "/Church_bell/v1.wav"],
+                                            "val": ["/Bark/v2.wav"], "test": ["/Bark/v3.wav"]}
 
 
 def test_preprocessing_follows_the_original():
