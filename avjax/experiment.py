@@ -271,7 +271,23 @@ def attack_spec_for(spec, eval_cfg, defense, modality):
     return spec
 
 
+def resolve_data(config):
+    """Fill what a prepared folder (`data.preset = 'folder'`, configs/folder.py) decides: its classes,
+    their number, and the dataset's name (the folder's) for the report. Other configs pass unchanged."""
+    if config.data.get("preset") != "folder":
+        return config
+    from avjax.data import layout_a
+    classes = layout_a.folder_classes(config.data.root)
+    with config.unlocked():
+        config.data.classes = classes
+        config.model.num_classes = len(classes)
+        config.data.name = config.data.name or os.path.basename(os.path.normpath(config.data.root))
+    log.info("%s: %d classes from %s: %s", config.data.name, len(classes), config.data.root, ", ".join(classes))
+    return config
+
+
 def run(config, workdir, writer_factory=None):
+    config = resolve_data(config)
     unknown = set(config.stages) - set(STAGES)
     if unknown:
         raise ValueError(f"unknown stage(s) {sorted(unknown)}; choose from {STAGES}")

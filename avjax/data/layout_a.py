@@ -8,11 +8,13 @@ folder holding at least n_frames jpgs); decoding errors surface when an example 
 raises an error naming the CSV row or the file, or - with `on_error='skip'` - the example is dropped
 and counted in a report.
 """
+import collections
 import csv
 import dataclasses
 import logging
 import os
 
+import numpy as np
 
 from avjax.data import media, preprocess
 
@@ -35,6 +37,7 @@ CLASSES = {
 }
 # The authors' CSV names per preset and split.
 CSV_NAMES = {
+    "folder": {"train": "train.csv", "val": "val.csv", "test": "test.csv"},   # `prepare` without --preset
     "music": {"train": "train.csv", "val": "val.csv", "test": "test.csv"},
     "ave": {"train": "train_AVE.csv", "val": "val_AVE.csv", "test": "test_AVE.csv"},
     "kinetics_sounds": {"train": "train_kinetics.csv", "val": "val_kinetics.csv",
@@ -165,9 +168,10 @@ def check_prepared(data_cfg, split, csv_path):
     preset = data_cfg.preset
     what = (f"config.data.root is not set (no {split} list)" if not data_cfg.root and not data_cfg.csv[split]
             else f"the {split} list {csv_path} does not exist")
+    preset_flag = "" if preset == "folder" else f"--preset {preset} "
     raise FileNotFoundError(
-        f"{data_cfg.name}: {what}. Prepare the dataset once (docs/data.md), e.g.\n"
-        f"  python -m avjax.data.prepare --preset {preset} --videos <class folders> --out DIR\n"
+        f"{data_cfg.name or preset}: {what}. Prepare the dataset once (docs/data.md), e.g.\n"
+        f"  python -m avjax.data.prepare {preset_flag}--videos <class folders> --out DIR\n"
         f"  (or --ave-root / --music-json + --music-videos / --k400-root / --manifest; --authors-lists for "
         f"the authors' splits)\nthen point to it with --config.data.root=DIR (or "
         f"--config.data.csv.{split}=FILE for a list elsewhere).")
@@ -187,4 +191,39 @@ def build(data_cfg, spec: preprocess.PreprocessSpec):
         sources[split] = LayoutASource(rows)
     if report.items:
         log.warning(report.summary())
+    if not len(sources["val"]) and data_cfg.get("val_fraction"):
+        train_rows, val_rows = carve_validation(sources["train"].rows, data_cfg.val_fraction, data_cfg.val_seed)
+        sources["train"], sources["val"] = LayoutASource(train_rows), LayoutASource(val_rows)
+        log.warning("%s: no validation rows; carved %d of the %d training rows (stratified by class, fraction "
+                    "%g, seed %d) as the validation split", data_cfg.name, len(val_rows),
+                    len(train_rows) + len(val_rows), data_cfg.val_fraction, data_cfg.val_seed)
     return sources, transforms(load_example, spec)
+
+
+def carve_validation(rows, fraction, seed):
+    """-> (train, val): a seeded, stratified share `fraction` of each class's rows (at least one row of
+    every class that has two or more) moved to validation; row order otherwise kept."""
+    rng = np.random.default_rng(seed)
+    by_class = collections.defaultdict(list)
+    for i, row in enumerate(rows):
+        by_class[row.label].append(i)
+    chosen = set()
+    for label in sorted(by_class):
+        idx = by_class[label]
+        k = min(max(int(round(fraction * len(idx))), 1 if len(idx) > 1 else 0), len(idx) - 1)
+        chosen.update(rng.choice(idx, size=k, replace=False).tolist() if k > 0 else [])
+    return ([r for i, r in enumerate(rows) if i not in chosen], [r for i, r in enumerate(rows) if i in chosen])
+
+
+def folder_classes(root) -> tuple[str, ...]:
+    """The classes of a folder `prepare` made: its audio/<class>/ subfolders, sorted."""
+    audio = os.path.join(root, "audio")
+    if not root or not os.path.isdir(audio):
+        raise FileNotFoundError(
+            f"{root or 'config.data.root'}: not a prepared folder (no audio/<class>/ inside). Prepare your "
+            "videos once with\n  python -m avjax.data.prepare --videos <class folders> --out DIR\nthen train "
+            "with --config.data.root=DIR.")
+    classes = tuple(sorted(d for d in os.listdir(audio) if os.path.isdir(os.path.join(audio, d))))
+    if len(classes) < 2:
+        raise ValueError(f"{audio}: {len(classes)} class folder(s); a classifier needs at least two")
+    return classes

@@ -31,7 +31,7 @@ def build(data_cfg):
         train = functools.partial(augment.synthetic_train, flip_prob=aug.flip_prob,
                                   volume=tuple(aug.volume) if aug.volume else None)
         return sources, {"train": train, "eval": None}
-    if data_cfg.name in FILE_DATASETS:
+    if data_cfg.name in FILE_DATASETS or data_cfg.get("preset") == "folder":
         if data_cfg.get("source", "files") == "tfds":
             from avjax.data import tfds  # TFDS only when asked for: its import is slow
             return tfds.build(data_cfg, preprocess_spec(data_cfg))

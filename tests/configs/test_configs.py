@@ -35,11 +35,11 @@ def load(name, arg):
 
 
 def test_the_glob_finds_every_shipped_config():
-    assert {"synthetic", "ave", "music", "kinetics"} <= set(CONFIGS)
+    assert {"synthetic", "ave", "music", "kinetics", "folder"} <= set(CONFIGS)
 
 
 def is_paper_config(name):
-    return bool(load(name, None).data.get("preset"))
+    return load(name, None).data.get("preset") not in (None, "folder")
 
 
 @pytest.mark.parametrize("name,variant", [(n, v) for n in CONFIGS
@@ -216,3 +216,36 @@ def test_fusion_all_trains_every_fusion_and_renders_the_fusion_table(tmp_path):
     assert rows == list(FUSION_LABELS.values())
     film = next(line for line in table.splitlines() if line.startswith("| FiLM |"))
     assert film.rstrip(" |").endswith(f"{results['av_film']['methods']['mim']['xAV']:.2f}")
+
+
+def test_folder_config_trains_any_prepared_folder_with_one_flag(tmp_path, caplog):
+    """configs/folder.py: classes, their number and the report's name come from the folder; an empty
+    validation list is carved, stratified and seeded, from train."""
+    from avjax import experiment
+    videos = tmp_path / "clips"
+    for cls in ("applause", "drums", "whistle"):
+        os.makedirs(videos / cls)
+        for i in range(4):
+            fixtures.make_video(videos / cls / f"{cls}{i}.mp4", seconds=1.0, fps=8, size=(40, 32))
+    items = prepare.items_from_class_tree(str(videos))
+    items = [prepare.Item(it.video, it.label, "test" if it.id.endswith("3") else "train", it.id) for it in items]
+    root = tmp_path / "my_clips"
+    prepare.prepare(items, str(root), progress=False)
+    assert open(root / "val.csv").read() == ""
+    config = load("folder", "runlocal,modality=av")
+    config.data.root = str(root)
+    config.stages = ("train",)
+    caplog.set_level("WARNING")
+    out = experiment.run(config, str(tmp_path / "work"))
+    assert config.data.name == "my_clips" and config.model.num_classes == 3
+    assert tuple(config.data.classes) == ("applause", "drums", "whistle")
+    assert "carved 3 of the 9 training rows" in caplog.text
+    assert out["train"]["av"]["test_count"] == 3
+    rows = [layout_a.Row("a", "f", 8, i % 3, str(i)) for i in range(30)]
+    train, val = layout_a.carve_validation(rows, 0.2, 0)
+    assert sorted(r.label for r in val) == [0, 0, 1, 1, 2, 2] and len(train) == 24
+    assert val == layout_a.carve_validation(rows, 0.2, 0)[1] != layout_a.carve_validation(rows, 0.2, 1)[1]
+    with pytest.raises(FileNotFoundError, match="python -m avjax.data.prepare --videos"):
+        config = load("folder", None)
+        config.data.root = str(tmp_path / "nowhere")
+        experiment.resolve_data(config)
