@@ -20,8 +20,9 @@ def parse_arg(arg: str | None) -> dict:
     return out
 
 
-VARIANT_KEYS = ("fusion", "modality", "defense", "runlocal", "recipe")
-SYNTHETIC_VARIANT_KEYS = tuple(k for k in VARIANT_KEYS if k != "recipe")  # recipe=: the paper's recipes
+VARIANT_KEYS = ("fusion", "modality", "defense", "runlocal", "recipe", "protocol")
+# recipe= and protocol=: the paper's recipes and attack study, for the paper configs only
+SYNTHETIC_VARIANT_KEYS = tuple(k for k in VARIANT_KEYS if k not in ("recipe", "protocol"))
 
 
 def check_variants(variants: dict, allowed=VARIANT_KEYS):
@@ -112,6 +113,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval.sweep_method = "pgd"
     c.eval.sweep_max_examples = 0      # 0: the whole evaluated set
     c.eval.max_examples = 0            # 0: the whole test split
+    c.eval.study = "corrected"         # named in results.md: 'corrected' (avjax's attacks) | 'paper' (protocol=paper)
     # 'table': the paper's FGSM / PGD / MIM table (eval.methods); 'standard' adds the standard protocol
     # (APGD-CE, APGD-T, Square, adaptive attacks on defenses, worst case per example, gradient-masking
     # checklist) and writes leaderboard.json. See avjax.evaluation.protocol.

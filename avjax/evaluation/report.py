@@ -58,8 +58,10 @@ def markdown(results: dict, spec, baseline: str, title: str) -> str:
     loss_note = (f"loss `{spec.loss}`" if losses == [spec.loss] else
                  "loss per model: " + ", ".join(f"{label(n, r)} `{r.get('attack_loss', spec.loss)}`"
                                                 for n, r in results.items()))
+    study = ("the released attack study (`protocol=paper`)" if getattr(spec, "study", "corrected") == "paper"
+             else "avjax's corrected attacks (default)")
     lines = [f"# {title}", "",
-             f"Units: `{spec.units}`; attack variant `{spec.variant}`, {loss_note}; "
+             f"Protocol: {study}. Units: `{spec.units}`; attack variant `{spec.variant}`, {loss_note}; "
              f"xA eps_audio={spec.eps_audio_only}, xV eps_visual={spec.eps_visual_only}, "
              f"xAV eps={spec.eps_joint} on each; PGD/MIM {spec.steps} steps of eps/8. "
              f"RI is relative to `{baseline}`. Accuracies in %.", ""]

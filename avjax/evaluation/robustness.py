@@ -46,6 +46,7 @@ class EvalSpec:
     sweep_eps: tuple
     sweep_method: str
     sweep_max_examples: int
+    study: str                 # 'corrected' | 'paper': named in results.md
 
     @classmethod
     def from_config(cls, eval_cfg, **overrides):

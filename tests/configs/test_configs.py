@@ -21,7 +21,7 @@ CONFIGS = tuple(sorted(os.path.splitext(os.path.basename(p))[0]
                        for p in glob.glob(os.path.join(REPO, "configs", "*.py"))))
 VARIANTS = ([""] + [f"fusion={f}" for f in FUSIONS] + [f"modality={m}" for m in ("av", "audio", "visual")]
             + [f"defense={d}" for d in DEFENSES])
-PAPER_ONLY = ["recipe=appendix", "recipe=code"]
+PAPER_ONLY = ["recipe=appendix", "recipe=code", "protocol=paper"]
 MEMORY_DEFENSES = ["defense=exfmem", "defense=minsim+exfmem", "defense=all"]  # need trained runs: load only
 
 
@@ -249,3 +249,21 @@ def test_folder_config_trains_any_prepared_folder_with_one_flag(tmp_path, caplog
         config = load("folder", None)
         config.data.root = str(tmp_path / "nowhere")
         experiment.resolve_data(config)
+
+
+def test_protocol_paper_sets_every_choice_of_the_released_attack_study():
+    from avjax.evaluation import report
+    from avjax.evaluation.robustness import EvalSpec
+    for name, batch in (("music", 36), ("kinetics", 36), ("ave", 8)):
+        default, paper = load(name, None), load(name, "protocol=paper")
+        assert default.eval.study == "corrected" and default.eval.variant == "standard"
+        ev = paper.eval
+        assert (ev.study, ev.units, ev.variant, ev.batch_size) == ("paper", "normalized", "original", batch)
+        assert (ev.eps_audio_only, ev.eps_visual_only, ev.eps_joint) == (0.012, 0.012, 0.006)
+        assert len(ev.sweep_eps) > 2 and 0.006 in ev.sweep_eps and 0.012 in ev.sweep_eps
+        md = report.markdown({}, EvalSpec.from_config(ev), "av", "t")
+        assert "Protocol: the released attack study (`protocol=paper`)" in md
+    with pytest.raises(ValueError, match="unknown config variant"):
+        load("synthetic", "protocol=paper")
+    with pytest.raises(ValueError, match="unknown protocol"):
+        load("ave", "protocol=mine")
