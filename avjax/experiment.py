@@ -185,6 +185,12 @@ def models_to_evaluate(config, workdir):
             found[name] = d
     for name, d in dict(config.eval.get("models", {})).items():
         found[name] = d
+    wanted = tuple(config.eval.get("runs", ()))
+    if wanted:
+        missing = sorted(set(wanted) - set(found))
+        if missing:
+            raise ValueError(f"eval.runs names {missing}, which are not trained in {workdir} (found {sorted(found)})")
+        found = {n: d for n, d in found.items() if n in wanted}
     if not found:
         raise FileNotFoundError(f"{workdir}: no trained model to evaluate (run the 'train' stage first)")
     return found

@@ -202,7 +202,7 @@ def test_standard_protocol_with_adaptive_attacks_writes_the_leaderboard(defense_
     config = copy.deepcopy(config)
     with config.unlocked():
         config.stages = ("evaluate",)
-        config.runs = {k: config.runs[k] for k in ("av", "exfmem")}
+        config.eval.runs = ("av", "exfmem")   # evaluate only these of the trained runs
         config.rows = ("av", "exfmem")
         config.eval.methods = ()
         config.eval.protocol = "standard"
