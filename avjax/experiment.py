@@ -17,7 +17,7 @@ import time
 import jax
 import numpy as np
 
-from avjax import model_dir, parallel
+from avjax import compiled, model_dir, parallel
 from avjax.attacks import ModelFns
 from avjax.data import sources as data_sources
 from avjax.evaluation import protocol, report, robustness
@@ -236,6 +236,7 @@ def evaluate(config, workdir) -> dict:
         log.info("evaluated %s in %.1f s: clean %.2f%% (attacker loss %s)", name, time.perf_counter() - t0,
                  res["clean"], model_spec.loss)
         results[name] = res
+        compiled.release_if_many()  # many models x attacks: stay below the process's mapping limit
     baseline = config.baseline if config.baseline in results else next(iter(results))
     order = [n for n in config.get("rows", ()) if n in results] or [baseline]
     results = {n: results[n] for n in order + [k for k in results if k not in order]}

@@ -31,27 +31,11 @@ def original_dir(tmp_path, original_state):
     return tmp_path
 
 
-def _mapped_regions() -> int:
-    try:
-        with open("/proc/self/maps") as f:
-            return sum(1 for _ in f)
-    except OSError:
-        return 0
-
-
-MAX_MAPPED_REGIONS = 20000  # well below the kernel's usual vm.max_map_count (65530)
-
-
 @pytest.fixture(autouse=True)
 def free_compiled_programs():
-    """Drop JAX's compiled programs after a test once the process holds many memory mappings. Each
-    XLA:CPU executable keeps mappings alive for as long as JAX caches it; over the whole suite they
-    reached the kernel's per-process limit (vm.max_map_count), after which XLA:CPU compilation crashed
-    with a segmentation fault late in CI runs."""
+    """Drop JAX's compiled programs after a test once the process holds many memory mappings: over
+    the whole suite they reached the kernel's per-process limit, after which XLA:CPU compilation
+    crashed with a segmentation fault late in CI runs (see avjax/compiled.py)."""
     yield
-    if _mapped_regions() > MAX_MAPPED_REGIONS:
-        import gc
-
-        import jax
-        jax.clear_caches()
-        gc.collect()
+    from avjax import compiled
+    compiled.release_if_many()
