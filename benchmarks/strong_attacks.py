@@ -67,7 +67,7 @@ def torch_apgd(net, z, a, y, eps_z, eps_a, steps, lower_z, upper_z):
         best_x = tuple(torch.where(view(better, n), n, o) for n, o in zip(new, best_x))
         best_g = tuple(torch.where(view(better, n), n, o) for n, o in zip((ngz, nga), best_g))
         best_loss = torch.where(better, new_loss, best_loss)
-        x_prev, x, loss, gz, ga = new, new, new_loss, ngz, nga
+        x_prev, x, loss, gz, ga = x, new, new_loss, ngz, nga
         if intervals[i]:
             halve = (increases <= intervals[i] * 0.75) | (~halved_at_check & (best_at_check >= best_loss))
             eta = torch.where(halve, eta / 2, eta)

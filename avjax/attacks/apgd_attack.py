@@ -44,6 +44,7 @@ class APGDConfig:
     attack_audio: bool
     space: ImageSpace
     unroll: int               # scan unroll of the step loop
+    random_start: bool = True  # False: start at the clean input (deterministic; for debugging and tests)
 
     def __post_init__(self):
         if self.loss not in LOSSES:
@@ -114,7 +115,8 @@ def run_apgd(logits_fn, image, audio, label, eps_visual, eps_audio, cfg: APGDCon
         tv = jax.random.uniform(kv, z0.shape, z0.dtype, -1.0, 1.0)
         ta = jax.random.uniform(ka, audio.shape, audio.dtype, -1.0, 1.0)
         unit = lambda t: t / jnp.max(jnp.abs(t), axis=tuple(range(1, t.ndim)), keepdims=True)  # noqa: E731
-        x = project(z0 + eps_v * unit(tv), audio + eps_a * unit(ta))
+        start = float(cfg.random_start)
+        x = project(z0 + start * eps_v * unit(tv), audio + start * eps_a * unit(ta))
         loss, grad, fooled = loss_and_grad(*x, target)
         eta = jnp.full((batch,), cfg.initial_step, image.dtype)
         state = dict(x=x, x_prev=x, grad=grad, loss=loss, best_x=x, best_grad=grad, best_loss=loss,
@@ -145,7 +147,8 @@ def run_apgd(logits_fn, image, audio, label, eps_visual, eps_audio, cfg: APGDCon
             halve = at_check & (oscillating | stalled)
             x_next = jax.tree.map(lambda b, n: _per_example(halve, b, n), best_x, new)
             grad_next = jax.tree.map(lambda b, n: _per_example(halve, b, n), best_grad, grad)
-            s = dict(x=x_next, x_prev=new, grad=grad_next, loss=loss, best_x=best_x, best_grad=best_grad,
+            # the momentum of the next step is x_{k+1} - x_k, from the point this step started at
+            s = dict(x=x_next, x_prev=s["x"], grad=grad_next, loss=loss, best_x=best_x, best_grad=best_grad,
                      best_loss=best_loss, adv=adv, fooled=s["fooled"] | fooled,
                      eta=jnp.where(halve, s["eta"] / 2, s["eta"]),
                      increases=jnp.where(at_check, 0, increases),

@@ -77,12 +77,12 @@ def fgsm_settings(logits_fn, image, audio, label, settings, *, units="pixel", va
 
 def apgd_config(*, eps_visual, eps_audio, units="pixel", steps=100, restarts=1, loss="ce", targeted=False,
                 target_classes=9, rho=0.75, momentum=0.75, initial_step=2.0, cos_weight=1.0, unroll=1,
-                mean=IMAGENET_MEAN, std=IMAGENET_STD) -> APGDConfig:
+                random_start=True, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> APGDConfig:
     """The static APGDConfig of an APGD call (the reference hyper-parameters by default)."""
     return APGDConfig(steps=steps, restarts=restarts, loss=loss, targeted=targeted, target_classes=target_classes,
                       rho=rho, momentum=momentum, initial_step=initial_step, cos_weight=cos_weight,
                       attack_visual=nonzero(eps_visual), attack_audio=nonzero(eps_audio),
-                      space=image_space(units, mean, std), unroll=unroll)
+                      space=image_space(units, mean, std), unroll=unroll, random_start=random_start)
 
 
 def apgd(logits_fn, image, audio, label, *, eps_visual, eps_audio, key, **options):

@@ -78,6 +78,57 @@ def test_apgd_checkpoint_schedule_is_the_reference_one():
     np.testing.assert_array_equal(np.diff(np.concatenate([[0], ends]))[:8], [22, 19, 16, 13, 10, 7, 6, 6])
 
 
+def _reference_apgd(loss_fn, x0, eps, steps, lo=-1.0, hi=1.0):
+    """APGD-CE written out step by step as the reference code (one example, one flat input, numpy),
+    gradients from jax.grad: step 2 eps, momentum 0.75 from x_k - x_{k-1}, checkpoints and restarts."""
+    grad = lambda x: np.asarray(jax.grad(loss_fn)(jnp.asarray(x)))  # noqa: E731
+    f = lambda x: float(loss_fn(jnp.asarray(x)))  # noqa: E731
+    proj = lambda x: np.clip(np.clip(x, x0 - eps, x0 + eps), lo, hi)  # noqa: E731
+    x, x_old, g = x0.copy(), x0.copy(), grad(x0)
+    loss = f(x)
+    best_x, best_g, best_loss = x.copy(), g.copy(), loss
+    eta, increases, best_at_check, halved_at_check = 2.0, 0, best_loss, True
+    intervals = apgd_attack.checkpoints(steps)
+    for i in range(steps):
+        alpha = 1.0 if i == 0 else 0.75
+        momentum = x - x_old
+        x_old = x.copy()
+        z = proj(x + eta * eps * np.sign(g))
+        x = proj(x + alpha * (z - x) + (1 - alpha) * momentum)
+        new_loss, g = f(x), grad(x)
+        increases += new_loss > loss
+        loss = new_loss
+        if loss > best_loss:
+            best_x, best_g, best_loss = x.copy(), g.copy(), loss
+        if intervals[i]:
+            halve = increases <= intervals[i] * 0.75 or (not halved_at_check and best_at_check >= best_loss)
+            if halve:
+                eta, x, g = eta / 2, best_x.copy(), best_g.copy()
+            increases, best_at_check, halved_at_check = 0, best_loss, halve
+    return best_x
+
+
+def test_apgd_follows_the_reference_algorithm_step_by_step():
+    """From the clean input (no random start), with a concave loss whose maximum lies inside the ball,
+    avjax's APGD ends at the reference algorithm's best point."""
+    w = jax.random.normal(jax.random.key(3), (16,))
+    c = 0.3 * jnp.tanh(jax.random.normal(jax.random.key(4), (16,)))
+
+    def logits_fn(image, audio):   # CE(label 0) = softplus(bowl - 1): maximal near c, never misclassified
+        bowl = -jnp.sum((audio - c) ** 2, -1) * 4.0 + 0.1 * jnp.sin(audio @ w)
+        return jnp.stack([jnp.ones_like(bowl), bowl], -1)
+
+    audio = jnp.zeros((1, 16))
+    image = jnp.full((1, 2, 2, 3), 0.5)
+    label = jnp.zeros(1, jnp.int32)
+    eps = 0.25
+    _, adv_a = attacks.apgd(logits_fn, image, audio, label, eps_visual=0.0, eps_audio=eps, key=jax.random.key(0),
+                            steps=20, random_start=False)
+    loss = lambda a: -jax.nn.log_softmax(logits_fn(image, a[None]))[0, 0]  # noqa: E731
+    want = _reference_apgd(loss, np.zeros(16, np.float32), eps, 20)
+    np.testing.assert_allclose(np.asarray(adv_a[0]), want, atol=1e-5)
+
+
 def test_dlr_losses_closed_form_and_invariance():
     logits = jnp.array([[3.0, 1.0, 0.5, -2.0], [0.0, 4.0, 1.0, 2.0]])
     label = jnp.array([0, 0])
