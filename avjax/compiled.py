@@ -10,7 +10,7 @@ import gc
 
 import jax
 
-DEFAULT_LIMIT = 20000
+DEFAULT_LIMIT = 30000   # about half the usual vm.max_map_count (65530): room for one big module
 
 
 def mapped_regions() -> int:

@@ -204,7 +204,7 @@ def evaluate(config, workdir) -> dict:
     mesh = parallel.make_mesh()
     results = {}
     models = models_to_evaluate(config, workdir)
-    baseline_fns = _baseline_fns(config, models) if standard else None
+    baseline_fns = _baseline_fns(config, workdir) if standard else None
     for name, path in models.items():
         module, model_cfg, variables = model_dir.load_model(path)
         fns = ModelFns(module, variables)
@@ -262,11 +262,13 @@ def _standard_spec(config):
     return protocol.ProtocolSpec.from_config(config.eval) if config.eval.protocol == "standard" else None
 
 
-def _baseline_fns(config, models):
-    """The undefended baseline model, the source of the checklist's transfer attack (None if absent)."""
-    if config.baseline not in models:
+def _baseline_fns(config, workdir):
+    """The undefended baseline model, the source of the checklist's transfer attack (None if absent;
+    found among all trained runs, also when `eval.runs` evaluates only some)."""
+    path = os.path.join(workdir, "runs", config.baseline, "model")
+    if not os.path.exists(os.path.join(path, model_dir.MODEL_CONFIG)):
         return None
-    module, _, variables = model_dir.load_model(models[config.baseline])
+    module, _, variables = model_dir.load_model(path)
     return ModelFns(module, variables)
 
 
