@@ -96,8 +96,8 @@ def run_square(logits_fn, image, audio, label, eps_visual, eps_audio, cfg: Squar
         p = window_fraction(cfg.p_init, i, iterations)
         new_v, new_a = delta_v, delta_a
         if attack_v:
-            side = jnp.clip(jnp.round(jnp.sqrt(p * height * width)).astype(jnp.int32), 1, min(height, width) - 1
-                            if min(height, width) > 1 else 1)
+            max_side = max(min(height, width) - 1, 1)
+            side = jnp.clip(jnp.round(jnp.sqrt(p * height * width)).astype(jnp.int32), 1, max_side)
             r = jax.random.randint(k_pos_v, (batch,), 0, height - side + 1)
             c = jax.random.randint(jax.random.fold_in(k_pos_v, 1), (batch,), 0, width - side + 1)
             rows, cols = jnp.arange(height), jnp.arange(width)
