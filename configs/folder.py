@@ -41,9 +41,5 @@ def get_config(arg=None):
     c.eval.units = "normalized"
     config_base.apply_common_variants(c, variants)
     if variants.get("runlocal"):
-        c.data.preprocess.image_size = 32
-        c.data.preprocess.audio_len = 4095
-        c.data.workers = 0
-        config_base.runlocal(c, batch_size=2)
-        c.eval.max_examples = 2
+        config_base.runlocal_media(c)
     return c

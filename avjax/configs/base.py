@@ -212,6 +212,17 @@ def runlocal(c, batch_size):
     c.model.memory.max_iter = 50
 
 
+def runlocal_media(c):
+    """`runlocal` of the configs that read prepared media (paper configs, folder): tiny frames and
+    waveforms, no worker processes, two examples, a random visual trunk on purpose."""
+    c.data.preprocess.image_size = 32
+    c.data.preprocess.audio_len = 4095
+    c.data.workers = 0
+    runlocal(c, batch_size=2)
+    c.eval.max_examples = 2
+    c.train.visual_init = "none"
+
+
 def defense_protocol(c, eps, *, variant, batch_size):
     """The released code's defense evaluation: one eps for every setting, its MIM variant, its batch."""
     c.eval.eps_audio_only = c.eval.eps_visual_only = c.eval.eps_joint = eps

@@ -83,10 +83,5 @@ def paper_config(preset, variants, *, num_classes, epochs, lr_steps, batch_size,
     if variants.get("defense") == "all":
         config_base.defense_protocol(c, 0.006, variant="original", batch_size=recipe["eval_batch"])
     if variants.get("runlocal"):
-        c.data.preprocess.image_size = 32
-        c.data.preprocess.audio_len = 4095
-        c.data.workers = 0
-        config_base.runlocal(c, batch_size=2)
-        c.eval.max_examples = 2
-        c.train.visual_init = "none"        # smoke tests: a random trunk, on purpose
+        config_base.runlocal_media(c)
     return c
