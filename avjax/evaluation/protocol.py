@@ -19,12 +19,10 @@ import time
 
 import jax
 import numpy as np
-from tqdm import tqdm
 
 from avjax import attacks, parallel
 from avjax.configs.base import build_spec
-from avjax.data import pipeline
-from avjax.evaluation.robustness import NON_FINITE, SETTINGS, _correct, _gather
+from avjax.evaluation.robustness import NON_FINITE, SETTINGS, _correct, _gather, eval_batches
 
 log = logging.getLogger(__name__)
 CHECKS = ("more_steps", "large_eps", "black_box", "transfer")
@@ -149,7 +147,6 @@ def evaluate_standard(fns, source, transform, spec: ProtocolSpec, *, batch_size,
     """-> {'n', 'clean', 'settings': {setting: {attack: acc, 'worst': acc}}, 'checklist': [...],
     'per_example': ...}: the standard protocol on `fns` over a test source."""
     mesh = mesh or parallel.make_mesh()
-    local_batch = parallel.check_batch_size(batch_size, mesh)
     fns = jax.device_put(fns, parallel.replicated(mesh))
     if transfer_fns is not None:
         transfer_fns = jax.device_put(transfer_fns, parallel.replicated(mesh))
@@ -158,17 +155,10 @@ def evaluate_standard(fns, source, transform, spec: ProtocolSpec, *, batch_size,
     run = jax.jit(attack_once, static_argnames=("spec", "kind", "setting"))
     clean_fn = jax.jit(_correct)
     per = {"clean": [], **{(s, a): [] for s in spec.setting_indices() for a in names}}
-    masks, seen = [], 0
-    n_batches = pipeline.num_eval_batches(source, local_batch)
-    if max_examples:
-        n_batches = min(n_batches, -(-max_examples // batch_size))
-    batches = pipeline.eval_dataset(source, transform, batch_size=local_batch, workers=workers)
-    bar = tqdm(total=n_batches, desc=f"standard protocol {name}", unit="batch",
-               disable=jax.process_index() != 0, mininterval=5)
+    masks = []
     root = jax.random.key(spec.seed)
-    for index, local in enumerate(pipeline.exactly(batches, n_batches)):
-        batch = parallel.global_batch(local, mesh)
-        mask = _gather(batch["mask"]) > 0
+    for index, batch, mask, _ in eval_batches(source, transform, batch_size=batch_size, mesh=mesh, workers=workers,
+                                              max_examples=max_examples, desc=f"standard protocol {name}"):
         masks.append(mask)
         per["clean"].append(_gather(clean_fn(fns, batch["image"], batch["audio"], batch["label"])))
         timings = {}
@@ -182,13 +172,8 @@ def evaluate_standard(fns, source, transform, spec: ProtocolSpec, *, batch_size,
                                                transfer_fns if kind == "transfer" else None,
                                                spec=spec, kind=kind, setting=s)))
                 timings[f"{SETTINGS[s]}/{a}"] = time.perf_counter() - t0
-        seen += int(mask.sum())
-        bar.update(1)
-        log.info("standard protocol %s: batch %d/%d, %s", name, index + 1, n_batches,
+        log.info("standard protocol %s: batch %d, %s", name, index + 1,
                  ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
-        if max_examples and seen >= max_examples:
-            break
-    bar.close()
     mask = np.concatenate(masks)
     correct = {k: np.concatenate(v)[mask] for k, v in per.items()}
     if any(np.any(v == NON_FINITE) for v in correct.values()):

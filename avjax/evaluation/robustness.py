@@ -120,11 +120,33 @@ def _gather(x):
     return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
 
+def eval_batches(source, transform, *, batch_size, mesh, workers, max_examples, desc):
+    """Yield (index, global batch, mask (B,) bool, examples seen before it) over a test source, with a
+    progress bar; stops once `max_examples` (0: all) real examples were yielded."""
+    local_batch = parallel.check_batch_size(batch_size, mesh)
+    n_batches = pipeline.num_eval_batches(source, local_batch)
+    if max_examples:
+        n_batches = min(n_batches, -(-max_examples // batch_size))
+    batches = pipeline.eval_dataset(source, transform, batch_size=local_batch, workers=workers)
+    bar = tqdm(total=n_batches, desc=desc, unit="batch", disable=jax.process_index() != 0, mininterval=5)
+    seen = 0
+    try:
+        for index, local in enumerate(pipeline.exactly(batches, n_batches)):
+            batch = parallel.global_batch(local, mesh)
+            mask = _gather(batch["mask"]) > 0
+            yield index, batch, mask, seen
+            seen += int(mask.sum())
+            bar.update(1)
+            if max_examples and seen >= max_examples:
+                break
+    finally:
+        bar.close()
+
+
 def evaluate_model(fns, source, transform, spec: EvalSpec, *, batch_size, mesh=None,
                    max_examples=0, workers=0, name="model"):
     """-> {'n', 'clean', method: {setting: accuracy}, 'per_example': ..., 'sweep': ...}."""
     mesh = mesh or parallel.make_mesh()
-    local_batch = parallel.check_batch_size(batch_size, mesh)
     fns = jax.device_put(fns, parallel.replicated(mesh))
     jit_attack = jax.jit(attack_batch, static_argnames=("spec", "method"))
     jit_sweep = jax.jit(sweep_batch, static_argnames=("spec",))
@@ -132,16 +154,9 @@ def evaluate_model(fns, source, transform, spec: EvalSpec, *, batch_size, mesh=N
     per = {m: {k: [] for k in ("clean",) + SETTINGS} for m in spec.methods}
     sweep = {k: [] for k in SETTINGS}
     masks = []
-    seen = 0
-    batches = pipeline.eval_dataset(source, transform, batch_size=local_batch, workers=workers)
-    n_batches = pipeline.num_eval_batches(source, local_batch)
-    if max_examples:
-        n_batches = min(n_batches, -(-max_examples // batch_size))
-    bar = tqdm(total=n_batches, desc=f"attack {name}", unit="batch", disable=jax.process_index() != 0,
-               mininterval=5)
-    for index, local in enumerate(pipeline.exactly(batches, n_batches)):
-        batch = parallel.global_batch(local, mesh)
-        mask = _gather(batch["mask"]) > 0
+    for index, batch, mask, seen in eval_batches(source, transform, batch_size=batch_size, mesh=mesh,
+                                                 workers=workers, max_examples=max_examples,
+                                                 desc=f"attack {name}"):
         masks.append(mask)
         timings = {}
         for method in spec.methods:
@@ -156,13 +171,7 @@ def evaluate_model(fns, source, transform, spec: EvalSpec, *, batch_size, mesh=N
             for k, v in res.items():
                 sweep[k].append(_gather(v))
             timings["sweep"] = time.perf_counter() - t0
-        seen += int(mask.sum())
-        bar.update(1)
-        log.info("attack %s: batch %d/%d, %s", name, index + 1, n_batches,
-                 ", ".join(f"{k} {v:.2f} s" for k, v in timings.items()))
-        if max_examples and seen >= max_examples:
-            break
-    bar.close()
+        log.info("attack %s: batch %d, %s", name, index + 1, ", ".join(f"{k} {v:.2f} s" for k, v in timings.items()))
     mask = np.concatenate(masks)
     for where, arrays in [(m, per[m]) for m in spec.methods] + [("sweep", sweep)]:
         if any(np.any(np.asarray(a) == NON_FINITE) for v in arrays.values() for a in v):
