@@ -22,11 +22,7 @@ FLAGS = flags.FLAGS
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    os.environ.setdefault("XLA_FLAGS", "")
-    from avjax import cpu_flags
-    cpu_flags.apply()
-    import jax
-
+    import jax  # avjax's XLA:CPU flags were applied when the avjax package was imported
     from avjax import experiment, parallel
     parallel.initialize_distributed()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
