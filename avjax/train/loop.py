@@ -134,7 +134,7 @@ def latest_variables(config, workdir, sources, transforms, *, init_variables=Non
     with RunCheckpoints(ckpt_dir) as ckpts:
         if ckpts.latest_step() is None:
             raise FileNotFoundError(f"{ckpt_dir}: no checkpoint to start from (train that run first)")
-        state, _, _ = ckpts.restore(run.state, run.state.variables())
+        state, _, _, _ = ckpts.restore_latest_good(run.state, run.state.variables())
     return _to_host(state.variables())
 
 
@@ -178,7 +178,7 @@ def train_and_evaluate(config, workdir, sources, transforms, *, writer=None, ini
     ckpt_dir = os.path.join(os.fspath(workdir), "checkpoints")
     with RunCheckpoints(ckpt_dir) as ckpts, _sigterm_flag() as sigterm:
         if ckpts.latest_step() is not None:
-            state, best, restored_meta = ckpts.restore(state, best)
+            state, best, restored_meta, _ = ckpts.restore_latest_good(state, best)
             if restored_meta.get("config_hash") != meta["config_hash"]:
                 raise ValueError(
                     f"{ckpt_dir} holds checkpoints of a different training config (hash "

@@ -1,6 +1,8 @@
-"""A run killed (SIGKILL) after its first checkpoint and started again equals an uninterrupted run."""
+"""A run killed (SIGKILL) after its first checkpoint and started again equals an uninterrupted run;
+so does a run whose latest checkpoint was damaged (it resumes from the previous good step)."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -31,7 +33,7 @@ ENV = dict(os.environ, PYTHONUNBUFFERED="1")
 def straight(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("straight")
     subprocess.run(_command(workdir), cwd=REPO, env=ENV, check=True, capture_output=True, timeout=600)
-    return _summary(workdir)
+    return _summary(workdir), workdir
 
 
 def _interrupt(workdir, sig):
@@ -57,7 +59,7 @@ def test_resume_after_sigkill_equals_uninterrupted(tmp_path, straight):
     resumed = subprocess.run(_command(killed), cwd=REPO, env=ENV, check=True, capture_output=True,
                              text=True, timeout=600)
     assert "resumed from" in resumed.stdout + resumed.stderr
-    assert _summary(killed) == straight
+    assert _summary(killed) == straight[0]
 
 
 def test_sigterm_saves_exits_cleanly_and_resumes(tmp_path, straight):
@@ -65,4 +67,22 @@ def test_sigterm_saves_exits_cleanly_and_resumes(tmp_path, straight):
     code, output = _interrupt(workdir, signal.SIGTERM)
     assert code == 0 and "SIGTERM: checkpoint saved" in output, output[-2000:]
     subprocess.run(_command(workdir), cwd=REPO, env=ENV, check=True, capture_output=True, timeout=600)
-    assert _summary(workdir) == straight
+    assert _summary(workdir) == straight[0]
+
+
+def test_damaged_latest_checkpoint_resumes_from_the_previous_step(tmp_path, straight):
+    from tests.train.test_checkpoint import _flip_bytes
+    workdir = tmp_path / "damaged"
+    shutil.copytree(straight[1], workdir)
+    run_dir = workdir / "runs" / "av"
+    for finished in ("train.json", "model"):  # make the finished run train again from its checkpoints
+        path = run_dir / finished
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    steps = sorted(int(d) for d in os.listdir(run_dir / "checkpoints") if d.isdigit())
+    _flip_bytes(run_dir / "checkpoints" / str(steps[-1]) / "state")
+    resumed = subprocess.run(_command(workdir), cwd=REPO, env=ENV, check=True, capture_output=True,
+                             text=True, timeout=600)
+    log = resumed.stdout + resumed.stderr
+    assert f"resuming from step {steps[-2]}" in log and "could not be restored" in log, log[-3000:]
+    assert os.listdir(run_dir / "checkpoints.unreadable") == [str(steps[-1])]
+    assert _summary(workdir) == straight[0]
