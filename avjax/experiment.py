@@ -20,7 +20,7 @@ import numpy as np
 from avjax import compiled, model_dir, parallel
 from avjax.attacks import ModelFns
 from avjax.data import sources as data_sources
-from avjax.evaluation import protocol, report, robustness
+from avjax.evaluation import progress, protocol, report, robustness
 from avjax.models import build
 
 log = logging.getLogger(__name__)
@@ -205,27 +205,29 @@ def evaluate(config, workdir) -> dict:
     results = {}
     models = models_to_evaluate(config, workdir)
     baseline_fns = _baseline_fns(config, workdir) if standard else None
+    config_json = _evaluation_config_json(config)
     for name, path in models.items():
         module, model_cfg, variables = model_dir.load_model(path)
         fns = ModelFns(module, variables)
         defense = defense_of(config, name)
         modality = model_cfg.get("modality", "av")
         model_spec = attack_spec_for(spec, config.eval, defense, modality)
-        t0 = time.perf_counter()
-        common = dict(batch_size=config.eval.batch_size, mesh=mesh, workers=config.data.workers, name=name)
-        res = {"methods": {}}
-        if spec.methods or spec.sweep_eps:
-            res = robustness.evaluate_model(fns, sources["test"], transforms["eval"], model_spec,
-                                            max_examples=config.eval.max_examples, **common)
+        transfer = baseline_fns if name != config.baseline and baseline_fns is not None \
+            and modality == getattr(baseline_fns.module, "modality", "av") else None
+        stored = progress.ModelProgress(workdir, name, progress.fingerprint(
+            config_json, path, _baseline_path(workdir, config) if transfer is not None else None))
+        res = stored.result()
+        if res is not None:
+            log.info("%s: evaluated before (%s); its stored results are used", name, stored.root)
+        else:
+            t0 = time.perf_counter()
+            res = _evaluate_model(config, fns, sources, transforms, spec, model_spec, standard, transfer, mesh,
+                                  name, stored)
+            log.info("evaluated %s in %.1f s: clean %.2f%% (attacker loss %s)", name, time.perf_counter() - t0,
+                     res["clean"], model_spec.loss)
+            res = stored.finish(res)
         if standard:
-            transfer = baseline_fns if name != config.baseline and baseline_fns is not None \
-                and modality == getattr(baseline_fns.module, "modality", "av") else None
-            res["standard"] = protocol.evaluate_standard(
-                fns, sources["test"], transforms["eval"], standard, transfer_fns=transfer,
-                max_examples=config.eval.standard.max_examples or config.eval.max_examples, **common)
             protocol.print_checklist(name, res["standard"])
-            res.setdefault("clean", res["standard"]["clean"])
-            res.setdefault("n", res["standard"]["n"])
         res["modality"] = modality
         res["defense"] = defense
         res["attack_loss"] = model_spec.loss
@@ -233,8 +235,6 @@ def evaluate(config, workdir) -> dict:
         res["model_config"] = model_cfg
         if "sweep" in res:
             res["sweep"]["modality"] = res["modality"]
-        log.info("evaluated %s in %.1f s: clean %.2f%% (attacker loss %s)", name, time.perf_counter() - t0,
-                 res["clean"], model_spec.loss)
         results[name] = res
         compiled.release_if_many()  # many models x attacks: stay below the process's mapping limit
     baseline = config.baseline if config.baseline in results else next(iter(results))
@@ -252,6 +252,37 @@ def evaluate(config, workdir) -> dict:
     return results
 
 
+def _evaluate_model(config, fns, sources, transforms, spec, model_spec, standard, transfer, mesh, name,
+                    stored) -> dict:
+    """One model's evaluation: the paper's table and sweep, and the standard protocol when asked for."""
+    common = dict(batch_size=config.eval.batch_size, mesh=mesh, workers=config.data.workers, name=name,
+                  progress=stored)
+    res = {"methods": {}}
+    if spec.methods or spec.sweep_eps:
+        res = robustness.evaluate_model(fns, sources["test"], transforms["eval"], model_spec,
+                                        max_examples=config.eval.max_examples, **common)
+    if standard:
+        res["standard"] = protocol.evaluate_standard(
+            fns, sources["test"], transforms["eval"], standard, transfer_fns=transfer,
+            max_examples=config.eval.standard.max_examples or config.eval.max_examples, **common)
+        res.setdefault("clean", res["standard"]["clean"])
+        res.setdefault("n", res["standard"]["n"])
+    return res
+
+
+def _evaluation_config_json(config) -> str:
+    """The config as stored evaluations are keyed by: all of it except what only selects the work
+    (`stages`, `eval.runs`), so evaluating more runs later reuses what was evaluated before."""
+    data = json.loads(config.to_json(sort_keys=True))
+    data.pop("stages", None)
+    data.get("eval", {}).pop("runs", None)
+    return json.dumps(data, sort_keys=True)
+
+
+def _baseline_path(workdir, config):
+    return os.path.join(workdir, "runs", config.baseline, "model")
+
+
 PROTOCOLS = ("table", "standard")
 
 
@@ -265,7 +296,7 @@ def _standard_spec(config):
 def _baseline_fns(config, workdir):
     """The undefended baseline model, the source of the checklist's transfer attack (None if absent;
     found among all trained runs, also when `eval.runs` evaluates only some)."""
-    path = os.path.join(workdir, "runs", config.baseline, "model")
+    path = _baseline_path(workdir, config)
     if not os.path.exists(os.path.join(path, model_dir.MODEL_CONFIG)):
         return None
     module, _, variables = model_dir.load_model(path)

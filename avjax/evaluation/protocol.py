@@ -22,6 +22,7 @@ import numpy as np
 
 from avjax import attacks, parallel
 from avjax.configs.base import build_spec
+from avjax.evaluation.progress import NoProgress
 from avjax.evaluation.robustness import NON_FINITE, SETTINGS, _correct, _gather, eval_batches
 
 log = logging.getLogger(__name__)
@@ -143,9 +144,11 @@ def attack_once(fns, batch, eps_visual, eps_audio, key, transfer_fns=None, *, sp
 
 
 def evaluate_standard(fns, source, transform, spec: ProtocolSpec, *, batch_size, mesh=None, max_examples=0,
-                      workers=0, name="model", transfer_fns=None):
+                      workers=0, name="model", transfer_fns=None, progress=None):
     """-> {'n', 'clean', 'settings': {setting: {attack: acc, 'worst': acc}}, 'checklist': [...],
-    'per_example': ...}: the standard protocol on `fns` over a test source."""
+    'per_example': ...}: the standard protocol on `fns` over a test source. `progress` (a
+    `ModelProgress`) keeps each (batch, setting, attack) result as it completes, for a restart."""
+    progress = progress or NoProgress()
     mesh = mesh or parallel.make_mesh()
     fns = jax.device_put(fns, parallel.replicated(mesh))
     if transfer_fns is not None:
@@ -157,10 +160,19 @@ def evaluate_standard(fns, source, transform, spec: ProtocolSpec, *, batch_size,
     per = {"clean": [], **{(s, a): [] for s in spec.setting_indices() for a in names}}
     masks = []
     root = jax.random.key(spec.seed)
+
+    def stored_or(part, index, compute):
+        arrays = progress.get(part, index)
+        if arrays is None:
+            arrays = {"correct": _gather(compute())}
+            progress.put(part, index, arrays)
+        return arrays["correct"]
+
     for index, batch, mask, _ in eval_batches(source, transform, batch_size=batch_size, mesh=mesh, workers=workers,
                                               max_examples=max_examples, desc=f"standard protocol {name}"):
         masks.append(mask)
-        per["clean"].append(_gather(clean_fn(fns, batch["image"], batch["audio"], batch["label"])))
+        per["clean"].append(stored_or("clean", index,
+                                      lambda: clean_fn(fns, batch["image"], batch["audio"], batch["label"])))
         timings = {}
         for s in spec.setting_indices():
             for a in names:
@@ -168,9 +180,10 @@ def evaluate_standard(fns, source, transform, spec: ProtocolSpec, *, batch_size,
                 key = jax.random.fold_in(jax.random.fold_in(root, index), s)
                 kind, factor = program_of(a, spec, s)
                 eps_v, eps_a = (np.float32(e * factor) for e in spec.settings()[s])
-                per[(s, a)].append(_gather(run(fns, batch, eps_v, eps_a, key,
-                                               transfer_fns if kind == "transfer" else None,
-                                               spec=spec, kind=kind, setting=s)))
+                per[(s, a)].append(stored_or(
+                    f"{SETTINGS[s]}/{a}", index,
+                    lambda: run(fns, batch, eps_v, eps_a, key, transfer_fns if kind == "transfer" else None,
+                                spec=spec, kind=kind, setting=s)))
                 timings[f"{SETTINGS[s]}/{a}"] = time.perf_counter() - t0
         log.info("standard protocol %s: batch %d, %s", name, index + 1,
                  ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))

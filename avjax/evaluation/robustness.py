@@ -20,6 +20,7 @@ from tqdm import tqdm
 from avjax import attacks, parallel
 from avjax.configs.base import build_spec
 from avjax.data import pipeline
+from avjax.evaluation.progress import NoProgress
 
 log = logging.getLogger(__name__)
 SETTINGS = ("xA", "xV", "xAV")
@@ -144,8 +145,12 @@ def eval_batches(source, transform, *, batch_size, mesh, workers, max_examples, 
 
 
 def evaluate_model(fns, source, transform, spec: EvalSpec, *, batch_size, mesh=None,
-                   max_examples=0, workers=0, name="model"):
-    """-> {'n', 'clean', method: {setting: accuracy}, 'per_example': ..., 'sweep': ...}."""
+                   max_examples=0, workers=0, name="model", progress=None):
+    """-> {'n', 'clean', method: {setting: accuracy}, 'per_example': ..., 'sweep': ...}.
+
+    `progress` (an `avjax.evaluation.progress.ModelProgress`) keeps each batch's results as it
+    completes, and supplies them instead of attacking again when a killed evaluation is restarted."""
+    progress = progress or NoProgress()
     mesh = mesh or parallel.make_mesh()
     fns = jax.device_put(fns, parallel.replicated(mesh))
     jit_attack = jax.jit(attack_batch, static_argnames=("spec", "method"))
@@ -158,20 +163,25 @@ def evaluate_model(fns, source, transform, spec: EvalSpec, *, batch_size, mesh=N
                                                  workers=workers, max_examples=max_examples,
                                                  desc=f"attack {name}"):
         masks.append(mask)
-        timings = {}
-        for method in spec.methods:
-            t0 = time.perf_counter()
-            res = jit_attack(fns, batch, spec, method)
-            for k, v in res.items():
-                per[method][k].append(_gather(v))
-            timings[method] = time.perf_counter() - t0
-        if spec.sweep_eps and not (spec.sweep_max_examples and seen >= spec.sweep_max_examples):
-            t0 = time.perf_counter()
-            res = jit_sweep(fns, batch, spec, eps_values)
-            for k, v in res.items():
-                sweep[k].append(_gather(v))
-            timings["sweep"] = time.perf_counter() - t0
-        log.info("attack %s: batch %d, %s", name, index + 1, ", ".join(f"{k} {v:.2f} s" for k, v in timings.items()))
+        arrays = progress.get("table", index)
+        if arrays is None:
+            arrays, timings = {}, {}
+            for method in spec.methods:
+                t0 = time.perf_counter()
+                res = jit_attack(fns, batch, spec, method)
+                arrays.update({f"{method}:{k}": _gather(v) for k, v in res.items()})
+                timings[method] = time.perf_counter() - t0
+            if spec.sweep_eps and not (spec.sweep_max_examples and seen >= spec.sweep_max_examples):
+                t0 = time.perf_counter()
+                res = jit_sweep(fns, batch, spec, eps_values)
+                arrays.update({f"sweep:{k}": _gather(v) for k, v in res.items()})
+                timings["sweep"] = time.perf_counter() - t0
+            progress.put("table", index, arrays)
+            log.info("attack %s: batch %d, %s", name, index + 1,
+                     ", ".join(f"{k} {v:.2f} s" for k, v in timings.items()))
+        for key, value in arrays.items():
+            where, k = key.split(":")
+            (sweep if where == "sweep" else per[where])[k].append(value)
     mask = np.concatenate(masks)
     for where, arrays in [(m, per[m]) for m in spec.methods] + [("sweep", sweep)]:
         if any(np.any(np.asarray(a) == NON_FINITE) for v in arrays.values() for a in v):

@@ -1,5 +1,6 @@
-"""A run killed (SIGKILL) after its first checkpoint and started again equals an uninterrupted run;
-so does a run whose latest checkpoint was damaged (it resumes from the previous good step)."""
+"""Long runs lose nothing. A run killed (SIGKILL) after its first checkpoint and started again equals an
+uninterrupted run; so does a run whose latest checkpoint was damaged (it resumes from the previous good
+step); an evaluation killed midway and started again skips what it finished and writes the same results."""
 import json
 import os
 import shutil
@@ -86,3 +87,44 @@ def test_damaged_latest_checkpoint_resumes_from_the_previous_step(tmp_path, stra
     assert f"resuming from step {steps[-2]}" in log and "could not be restored" in log, log[-3000:]
     assert os.listdir(run_dir / "checkpoints.unreadable") == [str(steps[-1])]
     assert _summary(workdir) == straight[0]
+
+
+def _evaluate_command(workdir):
+    return [sys.executable, "-m", "avjax.main", "--config=configs/synthetic.py:runlocal,modality=av",
+            f"--workdir={workdir}", "--config.stages=evaluate", "--config.data.synthetic.sizes=(32, 8, 8)",
+            "--config.eval.batch_size=1", "--config.eval.max_examples=0"]
+
+
+def _reports(workdir):
+    return {name: (workdir / name).read_bytes() for name in ("results.json", "results.md")}
+
+
+def test_evaluation_killed_midway_resumes_and_writes_the_same_results(tmp_path, straight):
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    for workdir in (whole, killed):
+        shutil.copytree(straight[1], workdir)
+    subprocess.run(_evaluate_command(whole), cwd=REPO, env=ENV, check=True, capture_output=True, timeout=600)
+    proc = subprocess.Popen(_evaluate_command(killed), cwd=REPO, env=ENV, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    parts = killed / "evaluation" / "av" / "parts" / "table"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if parts.is_dir() and any(f.endswith(".npz") for f in os.listdir(parts)):
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the evaluation finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    done_before = {f for f in os.listdir(parts) if f.endswith(".npz")}
+    assert done_before and len(done_before) < 8 and not (killed / "results.json").exists()
+    resumed = subprocess.run(_evaluate_command(killed), cwd=REPO, env=ENV, check=True, capture_output=True,
+                             text=True, timeout=600)
+    log = resumed.stdout + resumed.stderr
+    attacked = {int(line.split("batch ")[1].split(",")[0]) - 1 for line in log.splitlines()
+                if "attack av: batch " in line}
+    assert attacked == set(range(8)) - {int(f[:-4]) for f in done_before}, log[-3000:]  # nothing twice
+    assert _reports(killed) == _reports(whole)
+    assert not parts.exists()  # per-batch parts are dropped once the model's result is stored
+    again = subprocess.run(_evaluate_command(killed), cwd=REPO, env=ENV, check=True, capture_output=True,
+                           text=True, timeout=600)
+    assert "evaluated before" in again.stdout + again.stderr and _reports(killed) == _reports(whole)
