@@ -127,7 +127,8 @@ def base_config() -> ml_collections.ConfigDict:
         checklist=True, large_eps_factor=10.0, max_large_eps_accuracy=5.0,
         tolerance=1.0,                                         # accuracy points a check may miss by
         settings_run=("xA", "xV", "xAV"),                      # the settings the protocol attacks
-        seed=0, max_examples=0))                               # 0: eval.max_examples
+        seed=0,                                                # random starts and Square's draws
+        max_examples=0))                                       # 0: eval.max_examples
     return c
 
 
