@@ -74,3 +74,21 @@ def test_two_processes_on_loopback_match_one_process():
     for r in results:
         for a, b in zip(r["losses"], one["losses"]):
             assert abs(a - b) <= 1e-5, (results, one)
+
+
+def test_the_scaling_recipes_use_the_variables_this_test_sets():
+    """docs/scaling.md's SSH recipes name exactly the three variables this loopback test sets and
+    `avjax.parallel.initialize_distributed` reads."""
+    import inspect
+    import re
+
+    from avjax import parallel
+    doc = open(os.path.join(REPO, "docs", "scaling.md")).read()
+    blocks = re.findall(r"```bash\n(.*?)```", doc, re.S)
+    ssh = [b for b in blocks if "JAX_COORDINATOR_ADDRESS" in b]
+    expected = {"JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"}
+    assert len(ssh) == 2 and all(set(re.findall(r"\bJAX_[A-Z_]+", b)) == expected for b in ssh)
+    source = inspect.getsource(parallel.initialize_distributed) + inspect.getsource(
+        test_two_processes_on_loopback_match_one_process)
+    assert all(name in source for name in expected)
+    assert all("python -m avjax.main" in b for b in blocks)
