@@ -326,6 +326,28 @@ def resolve_data(config):
     return config
 
 
+def load_config(path, variants: str = "", **overrides):
+    """The config of a config file (what `--config=path:variants` gives `python -m avjax.main`), with
+    `overrides` as dotted field names (`load_config(p, "runlocal", **{"eval.steps": 5})`), for notebooks
+    and scripts. An unknown field is an error, as on the command line."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(f"avjax_config_{abs(hash(os.path.abspath(path)))}", path)
+    if spec is None or not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such config file")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config(variants or None)
+    for field, value in overrides.items():
+        *parents, leaf = field.split(".")
+        node = config
+        for name in parents:
+            node = node[name]
+        if leaf not in node:
+            raise KeyError(f"{path}: config has no field {field!r}")
+        node[leaf] = value
+    return config
+
+
 def run(config, workdir, writer_factory=None):
     config = resolve_data(config)
     unknown = set(config.stages) - set(STAGES)
