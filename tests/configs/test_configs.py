@@ -1,6 +1,7 @@
 """Every config (each configs/*.py, found by glob) and variant loads and locks; runlocal variants train."""
 import glob
 import importlib.util
+import json
 import os
 
 import jax
@@ -135,12 +136,38 @@ def _one_step(config):
     assert int(state.step) == 1 and np.isfinite(float(metrics["loss"]))
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
-def test_synthetic_runlocal_variant_trains_one_step(variant):
-    config = load("synthetic", ",".join(filter(None, [variant, "runlocal"])))
-    for name in config.runs:
-        from avjax.experiment import run_config
-        _one_step(run_config(config, name))
+def _distinct_runs():
+    """{id: run config} over every run of every synthetic variant, each distinct (model, train, data)
+    config once: the variants share most runs (av, audio, visual), and one step of each is enough."""
+    from avjax.experiment import run_config
+    out, seen = {}, set()
+    for variant in VARIANTS:
+        config = load("synthetic", ",".join(filter(None, [variant, "runlocal"])))
+        for name in config.runs:
+            rc = run_config(config, name)
+            model = rc.model.to_dict()
+            if model["modality"] != "av":
+                model.pop("fusion")   # a unimodal model has no fusion
+            key = json.dumps([model, rc.train.to_dict(), rc.data.to_dict()], sort_keys=True, default=str)
+            if key not in seen:
+                seen.add(key)
+                out[f"{variant or 'default'}/{name}"] = rc
+    return out
+
+
+DISTINCT_RUNS = _distinct_runs()
+
+
+def test_every_variant_loads_and_its_runs_are_among_the_trained_ones():
+    assert len(DISTINCT_RUNS) >= 10  # 5 fusions + audio + visual + minsim, maxsim, pcl
+    fusions = {rc.model.fusion for rc in DISTINCT_RUNS.values() if rc.model.modality == "av"}
+    defenses = {rc.train.defense.name for rc in DISTINCT_RUNS.values()}
+    assert fusions == set(FUSIONS) and {"none", "minsim", "maxsim", "pcl"} <= defenses
+
+
+@pytest.mark.parametrize("run", list(DISTINCT_RUNS))
+def test_synthetic_runlocal_run_trains_one_step(run):
+    _one_step(DISTINCT_RUNS[run])
 
 
 @pytest.mark.parametrize("name", ["ave", "music", "kinetics"])

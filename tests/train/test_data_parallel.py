@@ -1,4 +1,5 @@
-"""8 simulated CPU devices give the 1-device losses (within 1e-5) for the same global batches."""
+"""8 simulated CPU devices give the 1-device losses (within 1e-5) for the same global batches, and the
+1-device evaluation: clean and attacked per-example results (batches sharded over the mesh)."""
 import json
 import os
 import subprocess
@@ -35,7 +36,15 @@ losses = []
 for i in range(3):
     state, m = step(state, parallel.global_batch(next(it), mesh), jax.random.key(i))
     losses.append(float(m['loss']))
-print(json.dumps({'devices': jax.device_count(), 'losses': losses}))
+from avjax.attacks import ModelFns
+from avjax.evaluation import robustness
+c.eval.methods, c.eval.steps, c.eval.sweep_eps = ('fgsm', 'pgd'), 2, (0.0, 0.04)
+spec = robustness.EvalSpec.from_config(c.eval)
+fns = ModelFns(model, jax.device_get(state.variables()))
+ev = robustness.evaluate_model(fns, srcs['test'], tfs['eval'], spec, batch_size=8, mesh=mesh)
+per_example = {m: ev['methods'][m]['per_example'] for m in spec.methods}
+print(json.dumps({'devices': jax.device_count(), 'losses': losses, 'per_example': per_example,
+                  'sweep': ev['sweep'], 'n': ev['n']}))
 """
 
 
@@ -53,3 +62,7 @@ def test_eight_devices_match_one():
     for a, b in zip(one["losses"], eight["losses"]):
         assert abs(a - b) <= 1e-5, (one, eight)
     assert one["losses"][0] != one["losses"][-1]  # the model trains
+    assert one["n"] == eight["n"] == 8
+    assert one["per_example"] == eight["per_example"]
+    for setting in ("xA", "xV", "xAV"):
+        assert one["sweep"][setting] == eight["sweep"][setting]

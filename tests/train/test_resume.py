@@ -92,7 +92,8 @@ def test_damaged_latest_checkpoint_resumes_from_the_previous_step(tmp_path, stra
 def _evaluate_command(workdir):
     return [sys.executable, "-m", "avjax.main", "--config=configs/synthetic.py:runlocal,modality=av",
             f"--workdir={workdir}", "--config.stages=evaluate", "--config.data.synthetic.sizes=(32, 8, 8)",
-            "--config.eval.batch_size=1", "--config.eval.max_examples=0"]
+            "--config.eval.batch_size=1", "--config.eval.max_examples=0", "--config.eval.methods=('fgsm','pgd')",
+            "--config.eval.sweep_eps=()"]
 
 
 def _reports(workdir):
