@@ -12,6 +12,14 @@ NOTEBOOKS = sorted(glob.glob(os.path.join(REPO, "notebooks", "*.ipynb")))
 BUDGET_S = 180  # each notebook, tiny sizes, on a 2-core CPU
 
 
+def test_notebooks_equal_their_source_in_tools():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("make_notebooks", os.path.join(REPO, "tools", "make_notebooks.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--check"]) == 0, "run: python tools/make_notebooks.py"
+
+
 def test_there_are_notebooks():
     names = [os.path.basename(p) for p in NOTEBOOKS]
     assert {"01_quickstart.ipynb", "02_attacks.ipynb", "03_defenses.ipynb"} <= set(names)
@@ -33,6 +41,7 @@ def test_stored_without_outputs_with_badge_and_install_cell(path):
 def test_runs_top_to_bottom_at_tiny_sizes(path, monkeypatch, tmp_path):
     from nbclient import NotebookClient
     monkeypatch.setenv("AVJAX_NOTEBOOK_SIZE", "tiny")
+    monkeypatch.setenv("AVJAX_NOTEBOOK_WORKDIR", str(tmp_path))  # fresh runs, nothing resumed
     book = nbformat.read(path, as_version=4)
     t0 = time.perf_counter()
     NotebookClient(book, timeout=600, kernel_name="python3",
