@@ -39,3 +39,17 @@ def free_compiled_programs():
     yield
     from avjax import compiled
     compiled.release_if_many()
+
+
+# The longest test files (minutes each on a 2-core machine), started first so that the two xdist workers
+# (pytest.ini: one file per worker at a time) do not end with one long file running alone.
+LONGEST_FIRST = ("tests/train/test_resume.py", "tests/test_notebooks.py", "tests/defenses/test_exfmem.py",
+                 "tests/configs/test_configs.py", "tests/train/test_multihost.py",
+                 "tests/train/test_data_parallel.py", "tests/evaluation/test_trained_model.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item):
+        path = item.nodeid.split("::")[0]
+        return LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
+    items.sort(key=rank)  # stable: the order within each file and among the other files is kept

@@ -38,13 +38,12 @@ for i in range(3):
     losses.append(float(m['loss']))
 from avjax.attacks import ModelFns
 from avjax.evaluation import robustness
-c.eval.methods, c.eval.steps, c.eval.sweep_eps = ('fgsm', 'pgd'), 2, (0.0, 0.04)
+c.eval.methods, c.eval.steps, c.eval.sweep_eps = ('fgsm', 'pgd'), 2, ()
 spec = robustness.EvalSpec.from_config(c.eval)
 fns = ModelFns(model, jax.device_get(state.variables()))
 ev = robustness.evaluate_model(fns, srcs['test'], tfs['eval'], spec, batch_size=8, mesh=mesh)
 per_example = {m: ev['methods'][m]['per_example'] for m in spec.methods}
-print(json.dumps({'devices': jax.device_count(), 'losses': losses, 'per_example': per_example,
-                  'sweep': ev['sweep'], 'n': ev['n']}))
+print(json.dumps({'devices': jax.device_count(), 'losses': losses, 'per_example': per_example, 'n': ev['n']}))
 """
 
 
@@ -64,5 +63,3 @@ def test_eight_devices_match_one():
     assert one["losses"][0] != one["losses"][-1]  # the model trains
     assert one["n"] == eight["n"] == 8
     assert one["per_example"] == eight["per_example"]
-    for setting in ("xA", "xV", "xAV"):
-        assert one["sweep"][setting] == eight["sweep"][setting]
