@@ -1,8 +1,33 @@
 import importlib.util
 import os
+import shutil
+import tempfile
 
 import numpy as np
 import pytest
+
+
+def _share_compiled_programs():
+    """One persistent XLA compilation cache for the whole test session: the xdist workers and every
+    subprocess a test starts (trainings killed and resumed, notebooks, the 2-process run) inherit it
+    through the environment, so a program compiled once is loaded, not compiled again (a resumed
+    training: 81 s -> 36 s). Made fresh by the controlling process for each session and removed at its
+    end; the size limit turns on JAX's file lock, so two workers never read a half-written entry."""
+    if "PYTEST_XDIST_WORKER" in os.environ or "JAX_COMPILATION_CACHE_DIR" in os.environ:
+        return None
+    path = tempfile.mkdtemp(prefix="avjax-tests-xla-cache-")
+    os.environ.update(JAX_COMPILATION_CACHE_DIR=path,
+                      JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0.2",
+                      JAX_COMPILATION_CACHE_MAX_SIZE=str(8 << 30))
+    return path
+
+
+_SESSION_CACHE = _share_compiled_programs()
+
+
+def pytest_unconfigure(config):
+    if _SESSION_CACHE is not None:
+        shutil.rmtree(_SESSION_CACHE, ignore_errors=True)
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 needs_torch = pytest.mark.skipif(not HAS_TORCH, reason="needs the torch extra")

@@ -7,7 +7,9 @@ from avjax import cpu_flags
 
 
 def _python(code, **env):
-    base = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", cpu_flags.OPT_OUT)}
+    # No persistent compilation cache: a program loaded from it is not compiled, so nothing is dumped.
+    base = {k: v for k, v in os.environ.items()
+            if k not in ("XLA_FLAGS", cpu_flags.OPT_OUT, "JAX_COMPILATION_CACHE_DIR")}
     proc = subprocess.run([sys.executable, "-W", "always", "-c", code], env=dict(base, **env),
                           capture_output=True, text=True, timeout=120, check=True)
     return proc.stdout.strip(), proc.stderr
