@@ -176,6 +176,30 @@ def defense_of(config, name) -> str:
     return "+".join(parts) or "none"
 
 
+def extra_models(spec) -> dict[str, str]:
+    """`eval.models`: 'name=DIR,name2=DIR2' or a JSON object {"name": "DIR"} (a mapping passes through)."""
+    if not spec:
+        return {}
+    if isinstance(spec, str) and spec.lstrip().startswith("{"):
+        try:
+            spec = json.loads(spec)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"eval.models: not a JSON object ({e}): {spec!r}") from e
+    if isinstance(spec, str):
+        pairs = [item.partition("=") for item in spec.split(",") if item.strip()]
+        bad = [name for name, eq, d in pairs if not (eq and name.strip() and d.strip())]
+        if bad:
+            raise ValueError(f"eval.models: write name=DIR, comma separated (got {spec!r})")
+        spec = {name.strip(): d.strip() for name, _, d in pairs}
+    models = {str(name): os.fspath(d) for name, d in dict(spec).items()}
+    for name, d in models.items():
+        if not os.path.exists(os.path.join(d, model_dir.MODEL_CONFIG)):
+            raise FileNotFoundError(f"eval.models: {name}={d} is not an avjax model directory (no "
+                                    f"{model_dir.MODEL_CONFIG}; convert an original checkpoint with "
+                                    "python -m avjax.porting.convert SOURCE DIR)")
+    return models
+
+
 def models_to_evaluate(config, workdir):
     """{name: model dir}: the trained runs plus `config.eval.models` (e.g. converted originals)."""
     found = {}
@@ -183,8 +207,7 @@ def models_to_evaluate(config, workdir):
         d = os.path.join(workdir, "runs", name, "model")
         if os.path.exists(os.path.join(d, model_dir.MODEL_CONFIG)):
             found[name] = d
-    for name, d in dict(config.eval.get("models", {})).items():
-        found[name] = d
+    found.update(extra_models(config.eval.get("models", "")))
     wanted = tuple(config.eval.get("runs", ()))
     if wanted:
         missing = sorted(set(wanted) - set(found))

@@ -22,7 +22,8 @@ def test_notebooks_equal_their_source_in_tools():
 
 def test_there_are_notebooks():
     names = [os.path.basename(p) for p in NOTEBOOKS]
-    assert {"01_quickstart.ipynb", "02_attacks.ipynb", "03_defenses.ipynb"} <= set(names)
+    assert {"01_quickstart.ipynb", "02_attacks.ipynb", "03_defenses.ipynb", "04_original_checkpoints.ipynb",
+            "05_own_videos.ipynb"} <= set(names)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=os.path.basename)

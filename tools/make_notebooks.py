@@ -215,6 +215,146 @@ for entry in board["entries"]:
 ])
 
 
+nb("04_original_checkpoints", [
+ ("md", f"""# The original code's checkpoints and torchvision's ResNet18 in avjax, and back
+
+{badge('04_original_checkpoints')}
+
+Port the three files the released PyTorch code saves per checkpoint (`sound_best.pth`, `frame_best.pth`,
+`classifier_best.pth`: from your runs of the released code, or shared with you) and torchvision's ImageNet
+ResNet18, evaluate the ported model under attack with avjax, and write an avjax model back in the original
+layout. Porting reads `.pth` files without running pickled code (`torch.load(weights_only=True)`, or avjax's
+own allow-list reader without PyTorch) and refuses any missing, extra, mis-shaped or non-finite tensor.
+
+Set `ORIGINAL` to the folder holding the three files and `RESNET18` to torchvision's file
+(`https://download.pytorch.org/models/resnet18-f37072fd.pth`). Where they are absent (and in the tests), the
+notebook writes **stand-ins** in the same layouts (random weights, so their accuracies mean nothing) and says so."""),
+ ("code", INSTALL),
+ ("code", '''import importlib.util
+import jax
+import jax.numpy as jnp
+import numpy as np
+from avjax import porting
+from avjax.models import AVClassifier
+
+ORIGINAL = os.environ.get("AVJAX_ORIGINAL_CHECKPOINT", os.path.join(WORK, "original_checkpoint"))
+RESNET18 = os.environ.get("AVJAX_TORCHVISION_RESNET18", os.path.join(WORK, "resnet18-f37072fd.pth"))
+try:
+    have_original = bool(porting.find_original_files(ORIGINAL))
+except porting.CheckpointError as e:
+    have_original = False
+    print("no original checkpoint:", e)
+if not have_original:   # stand-ins: 8 classes, as the synthetic data the model is evaluated on below
+    stand_in = AVClassifier(num_classes=8, fusion="concat", visual_pool="avg")
+    weights = stand_in.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)), jnp.zeros((1, 4096)))
+    ext = ".pth" if importlib.util.find_spec("torch") else ".safetensors"
+    print("STAND-INS (random weights):", porting.save_original_checkpoint(stand_in, weights, ORIGINAL, ext=ext))
+    if not os.path.exists(RESNET18):
+        RESNET18 = os.path.splitext(RESNET18)[0] + ".safetensors"
+        trunk = {c: weights[c]["visual_net"] for c in ("params", "batch_stats")}
+        porting.save_state_dict(porting.resnet18_state_dict(trunk), RESNET18)'''),
+ ("md", """## torchvision's ResNet18 -> the visual trunk
+Every key is consumed except the ImageNet `fc`, dropped on purpose. Training from ImageNet weights is one flag:
+`--config.train.visual_init=RESNET18` (the paper configs refuse to train without it unless told `none`)."""),
+ ("code", '''trunk = porting.resnet18_from_torchvision(RESNET18)
+count = sum(int(np.size(x)) for x in jax.tree.leaves(trunk["params"]))
+print(f"ResNet18 trunk: {count:,} parameters from {RESNET18}")'''),
+ ("md", """## The original checkpoint -> an avjax model
+The module is what the released code computes: concat fusion on average-pooled ResNet18 features (torchvision's
+avgpool kept) and ANet on the waveform. Its logits equal the PyTorch ones (the golden tests check this to 1e-4
+in float32 and 1e-9 in float64)."""),
+ ("code", '''module, variables = porting.load_original_checkpoint(ORIGINAL)
+image = jax.random.uniform(jax.random.key(1), (2, 64, 64, 3))
+audio = jax.random.uniform(jax.random.key(2), (2, 8192), minval=-1, maxval=1)
+logits, _ = module.apply(variables, image, audio)
+print(module.num_classes, "classes; logits", logits.shape)'''),
+ ("md", """## Evaluate it under attack
+`python -m avjax.porting.convert ORIGINAL OUT` (here its function) writes an avjax model directory; any
+config evaluates it with `--config.eval.models='{"original": "OUT"}'` and `--config.stages=evaluate`. With a
+real AVE checkpoint use `configs/ave.py` and its prepared data (`--config.data.root`); the stand-in is evaluated
+on the synthetic data."""),
+ ("code", '''from avjax import experiment
+from avjax.porting import convert
+from IPython.display import Markdown, display
+
+converted = os.path.join(WORK, "nb04_original_model")
+if not os.path.exists(converted):
+    print(convert.convert(ORIGINAL, converted))
+config = experiment.load_config("configs/synthetic.py", "runlocal" if TINY else "", **{
+    "stages": ("evaluate",), "eval.models": f"original={converted}", "eval.runs": ("original",),
+    "model.num_classes": module.num_classes})
+if TINY:
+    config.eval.max_examples = 8
+    config.eval.sweep_eps = ()
+workdir = os.path.join(WORK, "nb04_tiny" if TINY else "nb04")
+experiment.run(config, workdir)
+display(Markdown(open(os.path.join(workdir, "results.md")).read()))'''),
+ ("md", """## And back: an avjax model in the original layout
+`porting.save_original_checkpoint` writes `sound_/frame_/classifier_<tag>` (`.pth` with PyTorch installed, or
+`.safetensors`) that the released code loads with `load_state_dict(strict=True)`: a model trained or defended in
+avjax can be checked with the original scripts. Porting it again gives the same weights, bit for bit."""),
+ ("code", '''back = os.path.join(WORK, "nb04_back")
+paths = porting.save_original_checkpoint(module, variables, back, tag="avjax")
+print(paths)
+_, again = porting.load_original_checkpoint(back, tag="avjax")
+same = jax.tree.map(lambda a, b: bool(np.array_equal(a, b)), again, variables)
+assert all(jax.tree.leaves(same)), "round trip changed a weight"
+print("round trip: every weight identical")'''),
+])
+
+nb("05_own_videos", [
+ ("md", f"""# Your own videos: prepare a folder, train, attack
+
+{badge('05_own_videos')}
+
+A folder of videos sorted by class, `VIDEOS/<Class>/<ID>.mp4`, becomes the prepared layout the paper's data
+uses (frames at 8 fps as JPEG, 11025 Hz mono wav, split CSVs) with `avjax.data.prepare`, and
+`configs/folder.py` trains and attacks it with one flag, `--config.data.root`. Classes and their number
+come from the folder, and a seeded, stratified validation share is carved from train when there is none.
+
+Set `VIDEOS` to your folder. Where it is absent (and in the tests), the notebook writes the synthetic events as
+real mp4 files (`python -m avjax.data.synthetic_videos`) and uses them as a stand-in."""),
+ ("code", INSTALL),
+ ("code", '''from avjax.data import prepare
+from avjax.data.synthetic_videos import write_video_tree
+
+VIDEOS = os.environ.get("AVJAX_VIDEOS", os.path.join(WORK, "my_videos"))
+PREPARED = os.path.join(WORK, "nb05_tiny_prepared" if TINY else "nb05_prepared")
+if not os.path.isdir(VIDEOS):
+    from avjax.configs import base
+    from avjax.data import sources
+    data = base.base_config().data
+    data.synthetic = base.synthetic_data()
+    spec = sources.synthetic_spec(data, num_classes=4, visual_groups=(0, 0, 1, 1), audio_groups=(0, 1, 0, 1))
+    written = write_video_tree(VIDEOS, spec, per_class=3 if TINY else 40, seconds=1.0 if TINY else 4.0,
+                               class_names=["violin", "drum", "flute", "bell"])
+    print(f"STAND-IN: {sum(map(len, written.values()))} synthetic videos under {VIDEOS}")
+print(sorted(os.listdir(VIDEOS)))'''),
+ ("md", """## Prepare
+The same as `python -m avjax.data.prepare --videos VIDEOS --out PREPARED`: parallel, resumable (finished videos
+are skipped), and a video that cannot be decoded is an error naming it (or, with `on_error="skip"`, dropped and
+reported), never silent zeros. The count table closes the run."""),
+ ("code", '''items = prepare.items_from_class_tree(VIDEOS, seed=0)
+rows, report, counts = prepare.prepare(items, PREPARED, workers=2, progress=False)
+print(prepare.count_table(counts))'''),
+ ("md", """## Train and attack with one flag
+`python -m avjax.main --config=configs/folder.py --workdir=WORK --config.data.root=PREPARED`. With your own
+data, add `--config.train.visual_init=<torchvision resnet18 .pth>` for an ImageNet-initialised frame network
+(see notebook 04); the released recipe (30 epochs at 224², batch 48) wants a GPU."""),
+ ("code", '''from avjax import experiment
+from IPython.display import Markdown, display
+
+config = experiment.load_config("configs/folder.py", "runlocal,modality=av" if TINY else "",
+                                **{"data.root": PREPARED})
+if TINY:
+    config.eval.max_examples = 4
+    config.eval.sweep_eps = ()
+workdir = os.path.join(WORK, "nb05_tiny" if TINY else "nb05")
+out = experiment.run(config, workdir)
+display(Markdown(open(os.path.join(workdir, "results.md")).read()))'''),
+])
+
+
 def main(argv=None):
     check = "--check" in (argv if argv is not None else sys.argv[1:])
     stale = []

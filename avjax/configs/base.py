@@ -113,6 +113,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval.sweep_method = "pgd"
     c.eval.sweep_max_examples = 0      # 0: the whole evaluated set
     c.eval.max_examples = 0            # 0: the whole test split
+    c.eval.models = ""                 # more model dirs to evaluate: 'name=DIR,name2=DIR2' or JSON {"name": "DIR"}
     c.eval.runs = ()                   # evaluate only these runs (() = every trained run)
     c.eval.study = "corrected"         # named in results.md: 'corrected' (avjax's attacks) | 'paper' (protocol=paper)
     # 'table': the paper's FGSM / PGD / MIM table (eval.methods); 'standard' adds the standard protocol
