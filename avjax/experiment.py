@@ -272,7 +272,57 @@ def evaluate(config, workdir) -> dict:
             os.makedirs(os.path.join(workdir, "figures"), exist_ok=True)
             plot_sweep(os.path.join(workdir, "figures", f"accuracy_vs_eps_{spec.sweep_method}.png"),
                        sweeps, av[0], f"{config.data.name}: {spec.sweep_method.upper()} accuracy vs eps")
+        if config.report.examples:
+            write_html_report(config, workdir, results, models, sources, transforms, spec, baseline)
     return results
+
+
+def write_html_report(config, workdir, results, models, sources, transforms, spec, baseline) -> str:
+    """workdir/report/index.html: results.md, the figures, and `config.report.examples` test examples of
+    one AV model (`report.model`, else the baseline when it is AV, else the first AV model) under
+    `report.method` in the three settings."""
+    import glob
+
+    from avjax.data import pipeline
+    from avjax.evaluation import gallery
+    from avjax.viz import html_report
+    rc = config.report
+    av = [n for n, r in results.items() if r["modality"] == "av"]
+    name = rc.model or (baseline if baseline in av else (av[0] if av else baseline))
+    if name not in models:
+        raise ValueError(f"report.model={name!r} is not an evaluated model (evaluated: {sorted(models)})")
+    module, model_cfg, variables = model_dir.load_model(models[name])
+    model_spec = attack_spec_for(spec, config.eval, defense_of(config, name), model_cfg.get("modality", "av"))
+    batch = next(iter(pipeline.eval_dataset(sources["test"], transforms["eval"], batch_size=rc.examples,
+                                            keep_ids=True, shard_index=0, shard_count=1)))
+    n = int(np.sum(batch["mask"]))
+    found = gallery.collect(ModelFns(module, variables), batch, model_spec, rc.method)
+    classes = list(config.data.get("classes", ())) or [f"class {k}" for k in range(config.model.num_classes)]
+    rate = config.data.synthetic.sample_rate if config.data.name == "synthetic" else media_rate()
+    with open(os.path.join(workdir, "results.md")) as f:
+        results_md = f.read()
+    path = html_report.write(
+        os.path.join(workdir, "report"), title=f"avjax robustness: {config.data.name}", results_md=results_md,
+        figures=sorted(glob.glob(os.path.join(workdir, "figures", "*.png"))),
+        gallery=_first(found, n), classes=classes, ids=[str(i) for i in batch["id"][:n]], sample_rate=rate,
+        model=results[name].get("label") or name,
+        note=f"{n} test examples; attack settings and units as in the tables (eval.units = {spec.units}).")
+    log.info("report: %s", path)
+    return path
+
+
+def media_rate() -> int:
+    from avjax.data import media
+    return media.AUDIO_RATE
+
+
+def _first(tree, n):
+    """The first n examples of every per-example array of a gallery (the batch is padded)."""
+    if isinstance(tree, dict):
+        return {k: _first(v, n) for k, v in tree.items()}
+    if isinstance(tree, tuple):
+        return tuple(_first(v, n) for v in tree)
+    return tree[:n] if isinstance(tree, np.ndarray) and tree.ndim >= 1 else tree
 
 
 def _evaluate_model(config, fns, sources, transforms, spec, model_spec, standard, transfer, mesh, name,

@@ -130,6 +130,9 @@ def base_config() -> ml_collections.ConfigDict:
         settings_run=("xA", "xV", "xAV"),                      # the settings the protocol attacks
         seed=0,                                                # random starts and Square's draws
         max_examples=0))                                       # 0: eval.max_examples
+    # workdir/report/index.html after the evaluation: tables, figures and a gallery of `examples` test
+    # examples (0: no report) under `method` in the three settings, for `model` ('' = the baseline AV model)
+    c.report = ml_collections.ConfigDict(dict(examples=8, method="pgd", model=""))
     return c
 
 
@@ -212,6 +215,7 @@ def runlocal(c, batch_size):
     c.exfmem.size = batch_size
     c.exfmem.finetune.update(dict(num_epochs=1, lr_steps=(), batch_size=batch_size))
     c.model.memory.max_iter = 50
+    c.report.examples = 0      # smoke tests skip the HTML report (tests/evaluation/test_html_report.py builds one)
 
 
 def runlocal_media(c):

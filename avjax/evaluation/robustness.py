@@ -75,22 +75,27 @@ def _correct(fns, image, audio, label):
 NON_FINITE = -1  # a per-example result whose logits were not finite: evaluation stops with an error
 
 
+def adversarial_inputs(fns, batch, spec: EvalSpec, method: str) -> list:
+    """-> [(adv_image, adv_audio)] of `method` in the settings xA, xV, xAV (in that order)."""
+    image, audio, label = batch["image"], batch["audio"], batch["label"]
+    opts = spec.attack_options(method)
+    if method == "fgsm":
+        return list(attacks.fgsm_settings(fns, image, audio, label, spec.settings(), **opts))
+    advs = []
+    for eps_v, eps_a in spec.settings():
+        cfg = attacks.make_config(method, eps_visual=eps_v, eps_audio=eps_a, **opts)
+        if cfg.attack_visual or cfg.attack_audio:
+            advs.append(attacks.run_attack(fns, image, audio, label, eps_v, eps_a, cfg))
+        else:
+            advs.append((image, audio))
+    return advs
+
+
 def attack_batch(fns, batch, spec: EvalSpec, method: str):
     """-> {'clean': (B,) bool, 'xA': ..., 'xV': ..., 'xAV': ...} correctness per example."""
     image, audio, label = batch["image"], batch["audio"], batch["label"]
     out = {"clean": _correct(fns, image, audio, label)}
-    opts = spec.attack_options(method)
-    if method == "fgsm":
-        advs = attacks.fgsm_settings(fns, image, audio, label, spec.settings(), **opts)
-    else:
-        advs = []
-        for eps_v, eps_a in spec.settings():
-            cfg = attacks.make_config(method, eps_visual=eps_v, eps_audio=eps_a, **opts)
-            if cfg.attack_visual or cfg.attack_audio:
-                advs.append(attacks.run_attack(fns, image, audio, label, eps_v, eps_a, cfg))
-            else:
-                advs.append((image, audio))
-    for name, (adv_v, adv_a) in zip(SETTINGS, advs):
+    for name, (adv_v, adv_a) in zip(SETTINGS, adversarial_inputs(fns, batch, spec, method)):
         out[name] = _correct(fns, adv_v, adv_a, label)
     return out
 
