@@ -20,7 +20,7 @@ import numpy as np
 from avjax import compiled, model_dir, parallel
 from avjax.attacks import ModelFns
 from avjax.data import sources as data_sources
-from avjax.evaluation import progress, protocol, report, robustness
+from avjax.evaluation import localization, progress, protocol, report, robustness
 from avjax.models import build
 
 log = logging.getLogger(__name__)
@@ -256,6 +256,7 @@ def evaluate(config, workdir) -> dict:
         res["attack_loss"] = model_spec.loss
         res["label"] = config.runs[name].get("label", "") if name in config.runs else ""
         res["model_config"] = model_cfg
+        res["architecture"] = model_cfg.get("architecture", "classifier")
         if "sweep" in res:
             res["sweep"]["modality"] = res["modality"]
         results[name] = res
@@ -272,6 +273,9 @@ def evaluate(config, workdir) -> dict:
             os.makedirs(os.path.join(workdir, "figures"), exist_ok=True)
             plot_sweep(os.path.join(workdir, "figures", f"accuracy_vs_eps_{spec.sweep_method}.png"),
                        sweeps, av[0], f"{config.data.name}: {spec.sweep_method.upper()} accuracy vs eps")
+        for name in results:
+            if results[name].get("architecture") == "localization" and config.localization.figure_examples:
+                plot_localization(config, workdir, name, models[name], sources, transforms, spec)
         if config.report.examples:
             write_html_report(config, workdir, results, models, sources, transforms, spec, baseline)
     return results
@@ -311,6 +315,35 @@ def write_html_report(config, workdir, results, models, sources, transforms, spe
     return path
 
 
+def plot_localization(config, workdir, name, path, sources, transforms, spec) -> list[str]:
+    """figures/localization_<model>_<method>.png: heat maps of the first `localization.figure_examples`
+    test examples, clean and under each attack of `eval.methods` (appendix Fig. 4)."""
+    from avjax.data import pipeline
+    from avjax.viz.heatmaps import plot_heatmap_grid
+    module, model_cfg, variables = model_dir.load_model(path)
+    fns = ModelFns(module, variables)
+    model_spec = attack_spec_for(spec, config.eval, defense_of(config, name), "av")
+    n = config.localization.figure_examples
+    batch = next(iter(pipeline.eval_dataset(sources["test"], transforms["eval"], batch_size=n,
+                                            shard_index=0, shard_count=1)))
+    n = int(np.sum(batch["mask"]))
+    maps = localization.heatmaps(fns, batch, model_spec, model_spec.methods)
+    classes = list(config.data.get("classes", ())) or [f"class {k}" for k in range(config.model.num_classes)]
+    out = []
+    os.makedirs(os.path.join(workdir, "figures"), exist_ok=True)
+    for method in model_spec.methods:
+        keys = ["clean"] + [f"{method}/{s}" for s in robustness.SETTINGS]
+        preds = {k: [classes[int(c)] for c in maps[k][2][:n]] for k in keys}
+        figure = os.path.join(workdir, "figures", f"localization_{name}_{method}.png")
+        plot_heatmap_grid(figure, {k: (maps[k][0][:n], maps[k][1][:n]) for k in keys}, method,
+                          labels=[f"true: {classes[int(c)]}" for c in batch["label"][:n]], predictions=preds,
+                          boxes=batch["box"][:n] if "box" in batch else None,
+                          title=f"{config.data.name}: where {name} hears the sound, clean and under "
+                                f"{method.upper()}")
+        out.append(figure)
+    return out
+
+
 def media_rate() -> int:
     from avjax.data import media
     return media.AUDIO_RATE
@@ -334,6 +367,14 @@ def _evaluate_model(config, fns, sources, transforms, spec, model_spec, standard
     if spec.methods or spec.sweep_eps:
         res = robustness.evaluate_model(fns, sources["test"], transforms["eval"], model_spec,
                                         max_examples=config.eval.max_examples, **common)
+    if localization.is_localization_model(fns.module):
+        if sources["test"][0].get("box") is None:
+            log.info("%s: the data has no object boxes: heat-map figures only, no localization metrics", name)
+        else:
+            res["localization"] = localization.evaluate(
+                fns, sources["test"], transforms["eval"], model_spec, batch_size=config.eval.batch_size, mesh=mesh,
+                workers=config.data.workers, name=name,
+                max_examples=config.localization.max_examples or config.eval.max_examples)
     if standard:
         res["standard"] = protocol.evaluate_standard(
             fns, sources["test"], transforms["eval"], standard, transfer_fns=transfer,

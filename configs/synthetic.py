@@ -6,7 +6,9 @@ Trains the AV (concat), audio-only and visual-only models (width 0.25, 64x64 fra
 and writes clean accuracies and the FGSM / PGD / MIM robustness table to results.md. Expected on a
 2-core CPU: about 6-8 minutes; clean accuracy AV > V > A with AV >= 90 %.
 Variants (comma separated after a colon): fusion=<name|all>, modality=<av|audio|visual>,
-defense=<none|minsim|maxsim|pcl|exfmem|minsim+exfmem|all>, runlocal (a few steps, for smoke tests).
+defense=<none|minsim|maxsim|pcl|exfmem|minsim+exfmem|all>, model=localization (the sound-source
+localization model at 128x128 frames: heat maps clean and attacked, pointing / cIoU / AUC on the objects'
+boxes), runlocal (a few steps, for smoke tests).
 `defense=all` trains every row of the appendix's defense table (None, Unimodal A/V, PCL, MaxSim,
 MinSim, ExFMem, MinSim+ExFMem) and evaluates them with the released defense protocol.
 """
@@ -51,6 +53,8 @@ def get_config(arg=None):
         c.eval.sweep_eps = ()
         # the released defense evaluation: one eps for every setting
         config_base.defense_protocol(c, 0.02, variant="standard", batch_size=c.eval.batch_size)
+    if variants.get("model") == "localization":  # a 4x4 map of the frame (64 px would give 2x2)
+        c.data.synthetic.image_size = 128
     if variants.get("runlocal"):
         c.data.synthetic.sizes = (16, 8, 8)
         c.data.synthetic.image_size = 32

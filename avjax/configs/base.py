@@ -20,7 +20,7 @@ def parse_arg(arg: str | None) -> dict:
     return out
 
 
-VARIANT_KEYS = ("fusion", "modality", "defense", "runlocal", "recipe", "protocol")
+VARIANT_KEYS = ("fusion", "modality", "defense", "runlocal", "recipe", "protocol", "model")
 # recipe= and protocol=: the paper's recipes and attack study, for the paper configs only
 SYNTHETIC_VARIANT_KEYS = tuple(k for k in VARIANT_KEYS if k not in ("recipe", "protocol"))
 
@@ -48,7 +48,10 @@ def base_config() -> ml_collections.ConfigDict:
 
     c.model = ml_collections.ConfigDict(dict(
         modality="av", fusion="concat", num_classes=8, width=1.0, visual_pool="avg",
-        dtype="")) # compute dtype: '' follows inputs/params (float32); 'bfloat16' on accelerators
+        dtype="",  # compute dtype: '' follows inputs/params (float32); 'bfloat16' on accelerators
+        # 'localization': the sound-source localization model (avjax.models.localization; variant
+        # model=localization), whose heat maps are evaluated clean and under attack
+        architecture="classifier"))
     # ExFMem: the external feature memory of a defended model (size 0: none). Runs with `memory_from`
     # set get size = exfmem.size; see avjax.defenses.
     c.model.memory = ml_collections.ConfigDict(dict(
@@ -133,6 +136,9 @@ def base_config() -> ml_collections.ConfigDict:
     # workdir/report/index.html after the evaluation: tables, figures and a gallery of `examples` test
     # examples (0: no report) under `method` in the three settings, for `model` ('' = the baseline AV model)
     c.report = ml_collections.ConfigDict(dict(examples=8, method="pgd", model=""))
+    # localization models: heat-map grids of `figure_examples` test examples per attack (figures/), and
+    # pointing / cIoU / AUC on the sounding objects' boxes where the data has them (0: eval.max_examples)
+    c.localization = ml_collections.ConfigDict(dict(figure_examples=4, max_examples=0))
     return c
 
 
@@ -177,7 +183,19 @@ def defense_runs() -> dict:
 
 def apply_common_variants(c, variants):
     """fusion= / modality= / defense= select what the single-run variants train (`fusion=all`: every
-    fusion, one run each, rows of one table; the concat run is the RI baseline)."""
+    fusion, one run each, rows of one table; the concat run is the RI baseline); model=localization
+    trains the sound-source localization model alone."""
+    model = variants.get("model", "classifier")
+    if model not in ("classifier", "localization"):
+        raise ValueError(f"unknown model {model!r}; choose 'classifier' or 'localization'")
+    if model == "localization":
+        if set(variants) & {"fusion", "modality", "defense"}:
+            raise ValueError("model=localization trains one AV localization model; it does not combine "
+                             "with fusion=, modality= or defense=")
+        c.model.architecture = "localization"
+        c.runs = ml_collections.ConfigDict({"av": run("av", label="AV localization")})
+        c.baseline = "av"
+        return c
     if variants.get("fusion") == "all":
         if variants.get("defense", "none") != "none" or "modality" in variants:
             raise ValueError("fusion=all trains the five AV fusions; it does not combine with defense= or modality=")

@@ -8,6 +8,7 @@ from avjax.defenses.memory import MemorySpec
 from avjax.models.audio_net import AudioNet
 from avjax.models.classifiers import AudioClassifier, AVClassifier, VisualClassifier
 from avjax.models.fusion import FUSIONS, get_fusion
+from avjax.models.localization import LocalizationClassifier
 from avjax.models.resnet import ResNet18
 
 MODALITIES = ("av", "audio", "visual")
@@ -38,7 +39,8 @@ def build(config: Mapping[str, Any]):
     Fields: `modality` ('av' | 'audio' | 'visual'), `num_classes`, and optionally `fusion` (one of
     FUSIONS, AV only), `width` (channel multiplier; 1.0 is the paper), `visual_pool` ('avg' | 'max'),
     `dtype` (compute dtype; None follows inputs and variables), `param_dtype`, `memory` (ExFMem: a
-    `config.model.memory` section; `size` 0 or absent means none).
+    `config.model.memory` section; `size` 0 or absent means none), `architecture` ('classifier' |
+    'localization': the sound-source localization model, AV only).
     `module.apply(variables, image, audio, train=False)` returns `(logits, out)`.
     """
     get = config.get
@@ -48,6 +50,13 @@ def build(config: Mapping[str, Any]):
     memory = memory_spec(get("memory"))
     if memory is not None and modality != "av":
         raise ValueError(f"the external feature memory needs an audio-visual model, not {modality!r}")
+    architecture = get("architecture", "classifier")
+    if architecture not in ("classifier", "localization"):
+        raise ValueError(f"unknown model architecture {architecture!r}; choose 'classifier' or 'localization'")
+    if architecture == "localization":
+        if modality != "av" or memory is not None:
+            raise ValueError("the localization model is audio-visual and has no external memory")
+        return LocalizationClassifier(**common)
     if modality == "av":
         get_fusion(get("fusion", "concat"))  # validates the name
         return AVClassifier(fusion=get("fusion", "concat"), visual_pool=get("visual_pool", "avg"),
@@ -59,5 +68,5 @@ def build(config: Mapping[str, Any]):
     raise ValueError(f"unknown modality {modality!r}; choose one of {MODALITIES}")
 
 
-__all__ = ["AudioNet", "ResNet18", "AVClassifier", "AudioClassifier", "VisualClassifier",
+__all__ = ["AudioNet", "ResNet18", "AVClassifier", "AudioClassifier", "VisualClassifier", "LocalizationClassifier",
            "FUSIONS", "MODALITIES", "get_fusion", "build"]

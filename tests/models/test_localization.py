@@ -1,0 +1,83 @@
+"""The sound-source localization model and its metrics: closed-form cases, invariants, and a tiny run that
+writes the localization table and the heat-map figures."""
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from avjax import attacks, experiment
+from avjax.evaluation import localization
+from avjax.models import build
+from avjax.models.localization import LocalizationClassifier, attend, similarity_map
+
+
+def test_scores_are_cosines_and_attention_is_their_weighted_mean():
+    rng = np.random.default_rng(0)
+    vmap = np.abs(rng.normal(size=(2, 3, 3, 5))).astype(np.float32)
+    f_a = np.abs(rng.normal(size=(2, 5))).astype(np.float32)
+    cos = np.einsum("bhwd,bd->bhw", vmap, f_a) / (np.linalg.norm(vmap, axis=-1) * np.linalg.norm(f_a, axis=-1)[:, None, None])
+    np.testing.assert_allclose(similarity_map(vmap, f_a), cos, rtol=1e-5)
+    weights = cos / cos.sum(axis=(1, 2), keepdims=True)
+    np.testing.assert_allclose(attend(vmap, cos), np.einsum("bhwd,bhw->bd", vmap, weights), rtol=1e-5)
+
+
+def test_box_metrics_closed_form():
+    size = 8
+    box = jnp.array([[0.25, 0.25, 0.75, 0.75], [0.0, 0.0, 0.25, 0.25]])
+    on_box = localization.box_masks(box, size).astype(jnp.float32)      # a heat map equal to each box
+    hit, iou = localization.box_scores(on_box, box)
+    assert hit.tolist() == [True, True] and np.allclose(iou, 1.0)
+    assert int(localization.box_masks(box, size)[0].sum()) == 16         # a 4x4 pixel square
+    hit, iou = localization.box_scores(on_box[::-1], box)               # each map on the other's box
+    assert hit.tolist() == [False, False] and np.allclose(iou, 0.0)
+    half = on_box.at[0, 2:4].set(0.0)                                   # half the first box lit
+    _, iou = localization.box_scores(half, box)
+    assert np.isclose(iou[0], 0.5)
+    s = localization.summarize([True, False], [1.0, 0.0])
+    assert s["pointing"] == 50 and s["ciou"] == 50 and s["n"] == 2
+    assert np.isclose(s["auc"], np.trapezoid([1.0] + [0.5] * 20, localization.AUC_POINTS))
+
+
+@pytest.fixture(scope="module")
+def model():
+    module = build({"modality": "av", "num_classes": 4, "width": 0.125, "architecture": "localization"})
+    image = jax.random.uniform(jax.random.key(1), (3, 64, 64, 3))
+    audio = jax.random.uniform(jax.random.key(2), (3, 4096), minval=-1, maxval=1)
+    return module, module.init(jax.random.key(0), image, audio), image, audio
+
+
+def test_attack_path_equals_the_forward_pass_and_batch_mates_do_not_matter(model):
+    module, variables, image, audio = model
+    assert isinstance(module, LocalizationClassifier)
+    logits, out = module.apply(variables, image, audio)
+    assert out["scores"].shape == (3, 2, 2) and float(out["scores"].min()) >= 0
+    fns = attacks.ModelFns(module, variables)
+    via_features, _ = fns.classify(fns.encode_visual(image), fns.encode_audio(audio))
+    np.testing.assert_allclose(via_features, logits, rtol=1e-5, atol=1e-6)
+    alone, _ = module.apply(variables, image[1:2], audio[1:2])
+    np.testing.assert_allclose(alone[0], logits[1], rtol=1e-5, atol=1e-6)
+    adv_image, adv_audio = attacks.pgd(fns, image, audio, jnp.array([0, 1, 2]), eps_visual=0.03, eps_audio=0.03,
+                                       steps=2)
+    assert float(jnp.max(jnp.abs(adv_image - image))) <= 0.03 + 1e-6
+    with pytest.raises(ValueError, match="audio-visual"):
+        build({"modality": "audio", "num_classes": 4, "architecture": "localization"})
+
+
+def test_localization_run_writes_the_table_and_heat_maps(tmp_path):
+    config = experiment.load_config("configs/synthetic.py", "runlocal,model=localization", **{
+        "eval.methods": ("pgd",), "eval.sweep_eps": (), "localization.figure_examples": 3})
+    config.data.synthetic.image_size = 64   # a 2x2 map (runlocal's 32 px gives 1x1)
+    assert list(config.runs) == ["av"] and config.model.architecture == "localization"
+    experiment.run(config, str(tmp_path))
+    results = json.load(open(tmp_path / "results.json"))["localization"]["av"]
+    assert sorted(results) == ["clean", "pgd/xA", "pgd/xAV", "pgd/xV"]
+    for summary in results.values():
+        assert summary["n"] == 8 and 0 <= summary["pointing"] <= 100 and 0 <= summary["auc"] <= 1
+    md = open(tmp_path / "results.md").read()
+    assert "## Sound-source localization: AV localization" in md and "| PGD ✗AV |" in md
+    assert os.path.getsize(tmp_path / "figures" / "localization_av_pgd.png") > 10_000
+    with pytest.raises(ValueError, match="does not combine"):
+        experiment.load_config("configs/synthetic.py", "model=localization,defense=minsim")
