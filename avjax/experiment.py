@@ -20,7 +20,7 @@ import numpy as np
 from avjax import compiled, model_dir, parallel
 from avjax.attacks import ModelFns
 from avjax.data import sources as data_sources
-from avjax.evaluation import localization, progress, protocol, report, robustness
+from avjax.evaluation import embeddings, localization, progress, protocol, report, robustness
 from avjax.models import build
 
 log = logging.getLogger(__name__)
@@ -273,6 +273,13 @@ def evaluate(config, workdir) -> dict:
             os.makedirs(os.path.join(workdir, "figures"), exist_ok=True)
             plot_sweep(os.path.join(workdir, "figures", f"accuracy_vs_eps_{spec.sweep_method}.png"),
                        sweeps, av[0], f"{config.data.name}: {spec.sweep_method.upper()} accuracy vs eps")
+        classes = list(config.data.get("classes", ())) or [f"class {k}" for k in range(config.model.num_classes)]
+        for name, res in results.items():
+            if "embeddings" in res:
+                from avjax.viz.embeddings import plot_embeddings
+                os.makedirs(os.path.join(workdir, "figures"), exist_ok=True)
+                plot_embeddings(os.path.join(workdir, "figures", f"embeddings_{name}.png"), res["embeddings"],
+                                classes, f"{config.data.name}: {res.get('label') or name}")
         for name in results:
             if results[name].get("architecture") == "localization" and config.localization.figure_examples:
                 plot_localization(config, workdir, name, models[name], sources, transforms, spec)
@@ -375,6 +382,12 @@ def _evaluate_model(config, fns, sources, transforms, spec, model_spec, standard
                 fns, sources["test"], transforms["eval"], model_spec, batch_size=config.eval.batch_size, mesh=mesh,
                 workers=config.data.workers, name=name,
                 max_examples=config.localization.max_examples or config.eval.max_examples)
+    ec = config.embeddings
+    if ec.examples and fns.module.modality == "av" and not localization.is_localization_model(fns.module):
+        res["embeddings"] = embeddings.evaluate(
+            fns, sources["test"], transforms["eval"], model_spec, method=ec.method, examples=ec.examples, k=ec.k,
+            perplexity=ec.perplexity, seed=ec.seed, batch_size=config.eval.batch_size, mesh=mesh,
+            workers=config.data.workers, name=name)
     if standard:
         res["standard"] = protocol.evaluate_standard(
             fns, sources["test"], transforms["eval"], standard, transfer_fns=transfer,

@@ -51,6 +51,7 @@ def get_config(arg=None):
         c.exfmem.finetune.num_epochs, c.exfmem.finetune.lr_steps = 2, ()
         c.eval.max_examples = 240
         c.eval.sweep_eps = ()
+        c.embeddings.examples = 240     # how MinSim reshapes the embeddings (appendix Figs. 5/6)
         # the released defense evaluation: one eps for every setting
         config_base.defense_protocol(c, 0.02, variant="standard", batch_size=c.eval.batch_size)
     if variants.get("model") == "localization":  # a 4x4 map of the frame (64 px would give 2x2)

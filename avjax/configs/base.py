@@ -139,6 +139,9 @@ def base_config() -> ml_collections.ConfigDict:
     # localization models: heat-map grids of `figure_examples` test examples per attack (figures/), and
     # pointing / cIoU / AUC on the sounding objects' boxes where the data has them (0: eval.max_examples)
     c.localization = ml_collections.ConfigDict(dict(figure_examples=4, max_examples=0))
+    # AV models: audio / visual embeddings of `examples` test examples, clean and attacked on that modality by
+    # `method` (k-NN accuracy, silhouette, t-SNE figure; 0: not computed). See avjax.evaluation.embeddings.
+    c.embeddings = ml_collections.ConfigDict(dict(examples=0, method="pgd", k=5, perplexity=30.0, seed=0))
     return c
 
 
@@ -233,7 +236,8 @@ def runlocal(c, batch_size):
     c.exfmem.size = batch_size
     c.exfmem.finetune.update(dict(num_epochs=1, lr_steps=(), batch_size=batch_size))
     c.model.memory.max_iter = 50
-    c.report.examples = 0      # smoke tests skip the HTML report (tests/evaluation/test_html_report.py builds one)
+    c.report.examples = 0      # smoke tests skip the HTML report and the embeddings
+    c.embeddings.examples = 0  # (tests/evaluation/test_html_report.py builds both)
 
 
 def runlocal_media(c):

@@ -119,14 +119,19 @@ def write(workdir, results, spec, config, baseline, title, standard=None):
     import os
 
     from avjax.evaluation import protocol
-    from avjax.evaluation import localization
+    from avjax.evaluation import embeddings, localization
     recs = records(results, spec, config)
     located = {name: res["localization"] for name, res in results.items() if "localization" in res}
     with open(os.path.join(workdir, "results.json"), "w") as f:
-        json.dump({"records": recs, "localization": located, "config": json.loads(config.to_json())}, f, indent=1)
+        json.dump({"records": recs, "localization": located,
+                   "embeddings": {n: r["embeddings"]["metrics"] for n, r in results.items() if "embeddings" in r},
+                   "config": json.loads(config.to_json())}, f, indent=1)
     text = markdown(results, spec, baseline, title)
     for name, res in located.items():
         text += "\n".join(localization.markdown(res, label(name, results[name]))) + "\n"
+    embedded = embeddings.markdown(results, lambda name: label(name, results[name]))
+    if embedded:
+        text += "\n".join(embedded) + "\n"
     if standard is not None:
         text += protocol.markdown(results, standard)
         entries = [protocol.leaderboard_entry(name, res["standard"] | {k: res.get(k) for k in

@@ -19,7 +19,8 @@ EVIL = "<script>alert({})</script>&<i>"  # every class name: whichever classes t
 def report(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("report_run")
     config = experiment.load_config("configs/synthetic.py", "runlocal,modality=av", **{
-        "report.examples": 3, "eval.max_examples": 8, "eval.methods": ("pgd",), "eval.sweep_eps": (0.0, 0.02)})
+        "report.examples": 3, "eval.max_examples": 8, "eval.methods": ("pgd",), "eval.sweep_eps": (0.0, 0.02),
+        "embeddings.examples": 8})  # the same run checks the embeddings' table and figure
     with config.unlocked():
         config.data.classes = tuple(EVIL.format(k) for k in range(config.model.num_classes))
         config.runs.av.label = '<img src=x onerror="alert(2)">'
@@ -36,8 +37,30 @@ def test_report_folder_has_every_example_and_escapes_data(report):
     media = sorted(os.listdir(workdir / "report" / "media"))
     assert len([m for m in media if m.endswith(".wav")]) == 3 * 4 and len([m for m in media if m.endswith(".png")]) == 3 * 7
     assert os.path.isfile(workdir / "report" / "figures" / "accuracy_vs_eps_pgd.png")
+    assert os.path.isfile(workdir / "report" / "figures" / "embeddings_av.png")
     for src in re.findall(r'src="([^"]+)"', page):  # every referenced file is inside the folder
         assert os.path.isfile(workdir / "report" / src), src
+
+
+def test_embeddings_are_measured_and_drawn(report):
+    workdir, _ = report
+    import json
+    metrics = json.load(open(workdir / "results.json"))["embeddings"]["av"]
+    for modality in ("audio", "visual"):
+        m = metrics[modality]
+        assert m["n"] == 8 and 0 <= m["knn_clean"] <= 100 and 0 <= m["knn_attacked"] <= 100
+        assert -1 <= m["silhouette_clean"] <= 1
+    assert "## Embeddings under PGD" in open(workdir / "results.md").read()
+    assert os.path.getsize(workdir / "figures" / "embeddings_av.png") > 10_000
+
+
+def test_knn_accuracy_closed_form():
+    from avjax.evaluation.embeddings import knn_accuracy
+    ref = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
+    labels = np.array([0, 0, 1, 1])
+    assert knn_accuracy(ref, labels, ref, labels, 1, leave_one_out=True) == 100
+    assert knn_accuracy(ref, labels, ref[::-1], labels, 1) == 0     # every query moved to the other cluster
+    assert knn_accuracy(ref, labels, ref[[0, 1, 0, 1]], labels, 1) == 50
 
 
 def test_gallery_numbers_are_the_perturbations():
