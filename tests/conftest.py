@@ -66,15 +66,27 @@ def free_compiled_programs():
     compiled.release_if_many()
 
 
-# The longest test files (minutes each on a 2-core machine), started first so that the two xdist workers
-# (pytest.ini: one file per worker at a time) do not end with one long file running alone.
-LONGEST_FIRST = ("tests/train/test_resume.py", "tests/test_notebooks.py", "tests/defenses/test_exfmem.py",
-                 "tests/configs/test_configs.py", "tests/train/test_multihost.py",
-                 "tests/train/test_data_parallel.py", "tests/evaluation/test_trained_model.py")
+# Scheduling on the two xdist workers (pytest.ini: --dist loadgroup). Files whose module fixtures are
+# expensive (a training, a defense table, a prepared dataset) run whole on one worker (one xdist group per
+# file, built once); the tests of every other file are spread over both workers one by one. The longest
+# work is handed out first so that neither worker ends with a long file running alone.
+GROUPED = ("tests/defenses/test_exfmem.py", "tests/evaluation/test_html_report.py",
+           "tests/evaluation/test_trained_model.py", "tests/models/test_localization.py",
+           "tests/train/test_resume.py", "tests/configs/test_configs.py", "tests/data/test_layouts.py",
+           "tests/models/test_golden.py", "tests/train/test_data_parallel.py", "tests/train/test_multihost.py")
+LONGEST_FIRST = ("tests/defenses/test_exfmem.py", "tests/train/test_resume.py", "tests/test_notebooks.py",
+                 "tests/evaluation/test_html_report.py", "tests/models/test_localization.py",
+                 "tests/train/test_multihost.py", "tests/train/test_data_parallel.py", "tests/test_docs.py",
+                 "tests/configs/test_configs.py", "tests/evaluation/test_trained_model.py")
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(config, items):
     def rank(item):
         path = item.nodeid.split("::")[0]
         return LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
     items.sort(key=rank)  # stable: the order within each file and among the other files is kept
+    for item in items:
+        path = item.nodeid.split("::")[0]
+        if path in GROUPED:
+            item.add_marker(pytest.mark.xdist_group(path.replace("/", "_")))
