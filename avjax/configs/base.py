@@ -51,7 +51,8 @@ def base_config() -> ml_collections.ConfigDict:
         dtype="",  # compute dtype: '' follows inputs/params (float32); 'bfloat16' on accelerators
         # 'localization': the sound-source localization model (avjax.models.localization; variant
         # model=localization), whose heat maps are evaluated clean and under attack
-        architecture="classifier"))
+        architecture="classifier",
+        attention="mean", temperature=0.1))  # localization: pooling of the map, see avjax.models.localization
     # ExFMem: the external feature memory of a defended model (size 0: none). Runs with `memory_from`
     # set get size = exfmem.size; see avjax.defenses.
     c.model.memory = ml_collections.ConfigDict(dict(

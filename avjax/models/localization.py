@@ -3,7 +3,8 @@
 ResNet18 without its global pool gives a map f_v[h, w] (B, h, w, D); the waveform net gives f_a (B, D).
 Each location is scored by its cosine similarity with the audio feature, s[h, w] = cos(f_a, f_v[h, w]) (in
 [0, 1]: both features follow a ReLU); the visual feature is the score-weighted mean of the map,
-v = sum s f_v / sum s; concat(v, f_a) -> linear -> C logits. Trained with event labels only; the heat map
+v = sum s f_v / sum s (`attention='mean'`, the reconstruction), or with weights softmax(s / T) over the
+locations (`attention='softmax'`, sharper); concat(v, f_a) -> linear -> C logits. Trained with event labels only; the heat map
 is s upsampled to the frame (bilinear).
 """
 from typing import Any
@@ -27,10 +28,20 @@ def similarity_map(visual_map, f_a):
     return jnp.einsum("bhwd,bd->bhw", v, a)
 
 
-def attend(visual_map, scores):
-    """The score-weighted mean of the map: (B, h, w, D), (B, h, w) -> (B, D)."""
-    weights = scores / (jnp.sum(scores, axis=(1, 2), keepdims=True) + NORM_EPS)
-    return jnp.einsum("bhwd,bhw->bd", visual_map, weights)
+def attention_weights(scores, attention="mean", temperature=1.0):
+    """Weights over the map's locations, summing to 1: 'mean' s / sum s (the reconstruction's), or
+    'softmax' softmax(s / temperature) (sharper: a few locations carry the visual feature)."""
+    if attention == "softmax":
+        b = scores.shape[0]
+        return jax.nn.softmax(scores.reshape(b, -1) / temperature, axis=-1).reshape(scores.shape)
+    if attention != "mean":
+        raise ValueError(f"unknown attention {attention!r}; choose 'mean' or 'softmax'")
+    return scores / (jnp.sum(scores, axis=(1, 2), keepdims=True) + NORM_EPS)
+
+
+def attend(visual_map, scores, attention="mean", temperature=1.0):
+    """The attention-weighted mean of the map: (B, h, w, D), (B, h, w) -> (B, D)."""
+    return jnp.einsum("bhwd,bhw->bd", visual_map, attention_weights(scores, attention, temperature))
 
 
 def heatmap(scores, size):
@@ -43,6 +54,8 @@ class LocalizationClassifier(nn.Module):
 
     num_classes: int
     width: float = 1.0
+    attention: str = "mean"          # 'mean': s / sum s (docs/method.md); 'softmax': softmax(s / temperature)
+    temperature: float = 0.1
     classifier_init_std: float = CLASSIFIER_INIT_STD
     dtype: Any = None
     param_dtype: Any = jnp.float32
@@ -72,14 +85,15 @@ class LocalizationClassifier(nn.Module):
 
     def classify(self, visual_map, f_a):
         """-> (logits, fused) from the visual map and the audio feature."""
-        fused = jnp.concatenate([attend(visual_map, similarity_map(visual_map, f_a)), f_a], axis=-1)
+        scores = similarity_map(visual_map, f_a)
+        fused = jnp.concatenate([attend(visual_map, scores, self.attention, self.temperature), f_a], axis=-1)
         return self.classifier(fused), fused
 
     def __call__(self, image, audio, *, train: bool = False):
         visual_map, _ = self.encode_visual(image, train=train)
         f_a = self.encode_audio(audio, train=train)
         scores = similarity_map(visual_map, f_a)
-        f_v = attend(visual_map, scores)
+        f_v = attend(visual_map, scores, self.attention, self.temperature)
         fused = jnp.concatenate([f_v, f_a], axis=-1)
         return self.classifier(fused), {"visual": f_v, "audio": f_a, "fused": fused,
                                         "visual_map": visual_map, "scores": scores}

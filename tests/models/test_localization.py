@@ -24,6 +24,18 @@ def test_scores_are_cosines_and_attention_is_their_weighted_mean():
     np.testing.assert_allclose(attend(vmap, cos), np.einsum("bhwd,bhw->bd", vmap, weights), rtol=1e-5)
 
 
+def test_softmax_attention_sums_to_one_and_sharpens_with_temperature():
+    from avjax.models.localization import attention_weights
+    scores = jnp.array([[[0.2, 0.4], [0.6, 0.9]]])
+    for attention in ("mean", "softmax"):
+        np.testing.assert_allclose(attention_weights(scores, attention).sum(), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(attention_weights(scores, "softmax", 1.0), jax.nn.softmax(scores.reshape(1, 4)).reshape(1, 2, 2),
+                               rtol=1e-6)
+    assert float(attention_weights(scores, "softmax", 0.01)[0, 1, 1]) > 0.99
+    with pytest.raises(ValueError, match="unknown attention"):
+        attention_weights(scores, "max")
+
+
 def test_box_metrics_closed_form():
     size = 8
     box = jnp.array([[0.25, 0.25, 0.75, 0.75], [0.0, 0.0, 0.25, 0.25]])
