@@ -317,7 +317,8 @@ def write_html_report(config, workdir, results, models, sources, transforms, spe
         figures=sorted(glob.glob(os.path.join(workdir, "figures", "*.png"))),
         gallery=_first(found, n), classes=classes, ids=[str(i) for i in batch["id"][:n]], sample_rate=rate,
         model=results[name].get("label") or name,
-        note=f"{n} test examples; attack settings and units as in the tables (eval.units = {spec.units}).")
+        note=f"The gallery shows {n} test examples; attack settings and units as in the tables "
+             f"(eval.units = {spec.units}).")
     log.info("report: %s", path)
     return path
 

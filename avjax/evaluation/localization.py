@@ -121,7 +121,10 @@ def markdown(res: dict, model_label: str) -> list[str]:
              "Pointing: the map's maximum inside the box; cIoU@0.5: share with IoU >= 0.5 of the map "
              "thresholded at 0.5; AUC over IoU thresholds.", "",
              "| input | pointing % | mean IoU | cIoU@0.5 % | AUC | n |", "|---|---|---|---|---|---|"]
-    for key, s in res.items():
+    def order(key):  # clean, then each attack in its settings' order xA, xV, xAV
+        method, _, setting = key.partition("/")
+        return (key != "clean", method, SETTINGS.index(setting) if setting else -1)
+    for key, s in sorted(res.items(), key=lambda kv: order(kv[0])):
         name = "clean" if key == "clean" else key.split("/")[0].upper() + " " + {
             "xA": "✗A", "xV": "✗V", "xAV": "✗AV"}[key.split("/")[1]]
         lines.append(f"| {name} | {s['pointing']:.2f} | {s['mean_iou']:.3f} | {s['ciou']:.2f} | "
