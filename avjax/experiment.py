@@ -273,7 +273,7 @@ def evaluate(config, workdir) -> dict:
             os.makedirs(os.path.join(workdir, "figures"), exist_ok=True)
             plot_sweep(os.path.join(workdir, "figures", f"accuracy_vs_eps_{spec.sweep_method}.png"),
                        sweeps, av[0], f"{config.data.name}: {spec.sweep_method.upper()} accuracy vs eps")
-        classes = list(config.data.get("classes", ())) or [f"class {k}" for k in range(config.model.num_classes)]
+        classes = class_names(config)
         for name, res in results.items():
             if "embeddings" in res:
                 from avjax.viz.embeddings import plot_embeddings
@@ -308,8 +308,8 @@ def write_html_report(config, workdir, results, models, sources, transforms, spe
                                             keep_ids=True, shard_index=0, shard_count=1)))
     n = int(np.sum(batch["mask"]))
     found = gallery.collect(ModelFns(module, variables), batch, model_spec, rc.method)
-    classes = list(config.data.get("classes", ())) or [f"class {k}" for k in range(config.model.num_classes)]
-    rate = config.data.synthetic.sample_rate if config.data.name == "synthetic" else media_rate()
+    classes = class_names(config)
+    rate = config.data.synthetic.sample_rate if config.data.name == "synthetic" else config.data.preprocess.audio_rate
     with open(os.path.join(workdir, "results.md")) as f:
         results_md = f.read()
     path = html_report.write(
@@ -328,7 +328,7 @@ def plot_localization(config, workdir, name, path, sources, transforms, spec) ->
     test examples, clean and under each attack of `eval.methods` (appendix Fig. 4)."""
     from avjax.data import pipeline
     from avjax.viz.heatmaps import plot_heatmap_grid
-    module, model_cfg, variables = model_dir.load_model(path)
+    module, _, variables = model_dir.load_model(path)
     fns = ModelFns(module, variables)
     model_spec = attack_spec_for(spec, config.eval, defense_of(config, name), "av")
     n = config.localization.figure_examples
@@ -336,7 +336,7 @@ def plot_localization(config, workdir, name, path, sources, transforms, spec) ->
                                             shard_index=0, shard_count=1)))
     n = int(np.sum(batch["mask"]))
     maps = localization.heatmaps(fns, batch, model_spec, model_spec.methods)
-    classes = list(config.data.get("classes", ())) or [f"class {k}" for k in range(config.model.num_classes)]
+    classes = class_names(config)
     out = []
     os.makedirs(os.path.join(workdir, "figures"), exist_ok=True)
     for method in model_spec.methods:
@@ -352,9 +352,14 @@ def plot_localization(config, workdir, name, path, sources, transforms, spec) ->
     return out
 
 
-def media_rate() -> int:
-    from avjax.data import media
-    return media.AUDIO_RATE
+def class_names(config) -> list[str]:
+    """Display names of the classes: the config's or the dataset preset's; `class k` for the synthetic data."""
+    if config.data.get("classes"):
+        return list(config.data.classes)
+    if config.data.name == "synthetic":
+        return [f"class {k}" for k in range(config.model.num_classes)]
+    from avjax.data import layout_a
+    return list(layout_a.class_names(config.data))
 
 
 def _first(tree, n):
