@@ -9,6 +9,7 @@ Layout of a workdir:
 """
 import copy
 import dataclasses
+import glob
 import json
 import logging
 import os
@@ -288,11 +289,11 @@ def evaluate(config, workdir) -> dict:
     return results
 
 
-def write_html_report(config, workdir, results, models, sources, transforms, spec, baseline) -> str:
+def write_html_report(config, workdir, results, models, sources, transforms, spec, baseline,
+                      gallery_note="", figures=None) -> str:
     """workdir/report/index.html: results.md, the figures, and `config.report.examples` test examples of
     one AV model (`report.model`, else the baseline when it is AV, else the first AV model) under
     `report.method` in the three settings."""
-    import glob
 
     from avjax.data import pipeline
     from avjax.evaluation import gallery
@@ -314,10 +315,11 @@ def write_html_report(config, workdir, results, models, sources, transforms, spe
         results_md = f.read()
     path = html_report.write(
         os.path.join(workdir, "report"), title=f"avjax robustness: {config.data.name}", results_md=results_md,
-        figures=sorted(glob.glob(os.path.join(workdir, "figures", "*.png"))),
+        figures=figures if figures is not None else sorted(glob.glob(os.path.join(workdir, "figures", "*.png"))),
         gallery=_first(found, n), classes=classes, ids=[str(i) for i in batch["id"][:n]], sample_rate=rate,
         model=results[name].get("label") or name,
-        note=f"The gallery shows {n} test examples; attack settings and units as in the tables "
+        note=f"The gallery shows {n} test examples of {results[name].get('label') or name}{gallery_note}; "
+             f"attack settings and units as in the tables "
              f"(eval.units = {spec.units}).")
     log.info("report: %s", path)
     return path
@@ -486,6 +488,11 @@ def run(config, workdir, writer_factory=None):
     unknown = set(config.stages) - set(STAGES)
     if unknown:
         raise ValueError(f"unknown stage(s) {sorted(unknown)}; choose from {STAGES}")
+    seeds = config.get("seeds", 1)
+    if not isinstance(seeds, int) or seeds < 1:
+        raise ValueError(f"seeds must be a whole number >= 1 (got {seeds!r})")
+    if seeds > 1:
+        return run_seeds(config, workdir, writer_factory)
     os.makedirs(workdir, exist_ok=True)
     out = {}
     if "train" in config.stages:
@@ -493,3 +500,77 @@ def run(config, workdir, writer_factory=None):
     if "evaluate" in config.stages:
         out["evaluate"] = evaluate(config, workdir)
     return out
+
+
+def seed_config(config, seed):
+    """The single-seed config of one of `config.seeds` runs (its own HTML report is left to the
+    aggregate, which builds one report for all seeds)."""
+    c = copy.deepcopy(config)
+    with c.unlocked():
+        c.seed, c.seeds = seed, 1
+        c.report.examples = 0
+    return c
+
+
+def run_seeds(config, workdir, writer_factory=None) -> dict:
+    """`config.seeds` runs (seeds config.seed, config.seed + 1, ...), each a whole experiment in
+    `workdir/seed_<seed>/` (resumable like any run), then results.md / results.json over the seeds."""
+    seeds = [config.seed + k for k in range(config.seeds)]
+    out = {"seeds": {}}
+    for k, seed in enumerate(seeds):
+        log.info("== seed %d (%d of %d)", seed, k + 1, len(seeds))
+        factory = writer_factory and (lambda name, seed=seed: writer_factory(f"seed_{seed}/{name}"))
+        out["seeds"][seed] = run(seed_config(config, seed), os.path.join(workdir, f"seed_{seed}"), factory)
+    if "evaluate" in config.stages and jax.process_index() == 0:
+        write_seed_results(config, workdir, seeds, [out["seeds"][s]["evaluate"] for s in seeds])
+    return out
+
+
+def write_seed_results(config, workdir, seeds, per_seed_results):
+    """results.md / results.json / figures / report/ of a multi-seed run (avjax.evaluation.seeds)."""
+    from avjax.evaluation import seeds as seed_stats
+    from avjax.viz.curves import plot_sweep
+    spec = robustness.EvalSpec.from_config(config.eval)
+    first = per_seed_results[0]
+    baseline = config.baseline if config.baseline in first else next(iter(first))
+    methods = list(next(iter(first.values()))["methods"])
+    agg = dict(replicates=config.aggregate.bootstrap, confidence=config.aggregate.confidence,
+               seed=config.aggregate.seed)
+    summary = seed_stats.aggregate(per_seed_results, methods, **agg) if methods else {}
+    modalities = {}
+    for name, res in first.items():
+        if res.get("defense", "none") == "none" and res.get("architecture", "classifier") == "classifier":
+            modalities.setdefault(res["modality"], name)
+    found = seed_stats.findings(per_seed_results, modalities, methods, **agg)
+    labels = {n: report.label(n, r) for n, r in first.items()}
+    sweeps = seed_stats.mean_sweeps(per_seed_results)
+    if summary:
+        text = seed_stats.markdown(summary, found, labels, seeds=seeds, confidence=config.aggregate.confidence,
+                                   header=report.header(first, spec, baseline), baseline=baseline, sweeps=sweeps,
+                                   title=f"avjax robustness: {config.data.name}")
+    else:
+        text = f"# avjax robustness: {config.data.name}\n\nNo attack methods were evaluated.\n"
+    with open(os.path.join(workdir, "results.md"), "w") as f:
+        f.write(text)
+    with open(os.path.join(workdir, "results.json"), "w") as f:
+        json.dump({"seeds": seeds, "summary": {m: {k: {c: i.as_dict() for c, i in cells.items()}
+                                                   for k, cells in ms.items()} for m, ms in summary.items()},
+                   "findings": [f.as_dict() for f in found], "sweeps": sweeps,
+                   "per_seed": {s: f"seed_{s}/results.json" for s in seeds},
+                   "config": json.loads(config.to_json())}, f, indent=1)
+    av = [n for n, r in first.items() if r["modality"] == "av" and n in sweeps]
+    if av:
+        os.makedirs(os.path.join(workdir, "figures"), exist_ok=True)
+        plot_sweep(os.path.join(workdir, "figures", f"accuracy_vs_eps_{spec.sweep_method}.png"), sweeps, av[0],
+                   f"{config.data.name}: {spec.sweep_method.upper()} accuracy vs eps, mean ± std over "
+                   f"{len(seeds)} seeds")
+    if config.report.examples:
+        seed0 = seed_config(config, seeds[0])
+        seed0_dir = os.path.join(workdir, f"seed_{seeds[0]}")
+        sources, transforms = data_sources.build(config.data)
+        figures = sorted(glob.glob(os.path.join(workdir, "figures", "*.png")))
+        figures += sorted(f for f in glob.glob(os.path.join(seed0_dir, "figures", "*.png"))  # heat maps, t-SNE
+                          if os.path.basename(f) not in {os.path.basename(g) for g in figures})
+        write_html_report(config, workdir, first, models_to_evaluate(seed0, seed0_dir), sources, transforms, spec,
+                          baseline, gallery_note=f" (the run of seed {seeds[0]})", figures=figures)
+    log.info("results over %d seeds: %s", len(seeds), os.path.join(workdir, "results.md"))

@@ -23,11 +23,12 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     import jax  # avjax's XLA:CPU flags were applied when the avjax package was imported
-    from avjax import experiment, parallel
+    from avjax import compiled, experiment, parallel
     parallel.initialize_distributed()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
                         stream=sys.stdout, force=True)
     logging.getLogger("absl").setLevel(logging.WARNING)
+    compiled.use_persistent_cache(FLAGS.config.compilation_cache)
     parallel.log_topology(parallel.make_mesh())
     workdir = os.path.abspath(FLAGS.workdir)
     writer_factory = None

@@ -70,12 +70,13 @@ def free_compiled_programs():
 # expensive (a training, a defense table, a prepared dataset) run whole on one worker (one xdist group per
 # file, built once); the tests of every other file are spread over both workers one by one. The longest
 # work is handed out first so that neither worker ends with a long file running alone.
-GROUPED = ("tests/defenses/test_exfmem.py", "tests/evaluation/test_html_report.py",
+GROUPED = ("tests/defenses/test_exfmem.py", "tests/evaluation/test_html_report.py", "tests/evaluation/test_seeds.py",
            "tests/evaluation/test_trained_model.py", "tests/models/test_localization.py",
            "tests/train/test_resume.py", "tests/configs/test_configs.py", "tests/data/test_layouts.py",
            "tests/models/test_golden.py", "tests/train/test_data_parallel.py", "tests/train/test_multihost.py")
 LONGEST_FIRST = ("tests/defenses/test_exfmem.py", "tests/train/test_resume.py", "tests/test_notebooks.py",
-                 "tests/evaluation/test_html_report.py", "tests/models/test_localization.py",
+                 "tests/evaluation/test_html_report.py", "tests/evaluation/test_seeds.py",
+                 "tests/models/test_localization.py",
                  "tests/train/test_multihost.py", "tests/train/test_data_parallel.py", "tests/test_docs.py",
                  "tests/configs/test_configs.py", "tests/evaluation/test_trained_model.py")
 

@@ -34,11 +34,22 @@ def check_variants(variants: dict, allowed=VARIANT_KEYS):
 def base_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.seed = 1234
+    # Train and evaluate every run this many times (seeds seed, seed + 1, ...; each in workdir/seed_<seed>/)
+    # and report mean ± std and bootstrap intervals over the seeds (avjax.evaluation.seeds).
+    c.seeds = 1
+    c.aggregate = ml_collections.ConfigDict(dict(bootstrap=1000, confidence=0.95, seed=0))
+    # JAX's persistent compilation cache (avjax.compiled): programs compiled once are loaded by later seeds,
+    # resumed runs and later experiments. dir '' turns it off; JAX_COMPILATION_CACHE_DIR, if set, wins.
+    c.compilation_cache = ml_collections.ConfigDict(dict(dir="~/.cache/avjax/xla", min_compile_time_s=0.5,
+                                                         max_size_gb=2.0))
     c.stages = ("train", "evaluate")
 
     c.data = ml_collections.ConfigDict()
     c.data.name = "synthetic"
     c.data.workers = 0
+    # training read-ahead (grain's ReadOptions): threads and buffered examples; 0 / 0 for data in memory
+    c.data.read_threads = 16
+    c.data.read_buffer = 500
     # train-time jitter of every dataset: horizontal flip, the original's volume jitter U[lo, hi)
     c.data.augment = ml_collections.ConfigDict(dict(flip_prob=0.5, volume=(0.5, 1.5)))
     # real-media preprocessing (layout A / TFDS): the released code's sizes and rates (docs/data.md)

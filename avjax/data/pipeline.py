@@ -40,8 +40,13 @@ def skipping(transform: Callable, on_error: str):
 
 def train_dataset(source, transform: Callable, *, batch_size: int, seed: int, workers: int = 0,
                   shard_index: int | None = None, shard_count: int | None = None,
-                  on_error: str = "raise"):
-    """Endless, shuffled, augmented, batched training stream of this host's shard."""
+                  on_error: str = "raise", read_threads: int = 16, read_buffer: int = 500):
+    """Endless, shuffled, augmented, batched training stream of this host's shard.
+
+    `read_threads` / `read_buffer`: grain's read-ahead of examples (its defaults, 16 / 500, suit media
+    decoding). For data already in memory (the synthetic set) 0 / 0 reads in order without threads: grain
+    checks every buffered future on each element, which cost 1 ms per example, a third of a CPU training
+    step of the small default model (3100 vs 930 examples/s, see `data.read_threads`)."""
     shard_index = jax.process_index() if shard_index is None else shard_index
     shard_count = jax.process_count() if shard_count is None else shard_count
     ds = grain.MapDataset.source(source)[shard_index::shard_count]
@@ -50,7 +55,8 @@ def train_dataset(source, transform: Callable, *, batch_size: int, seed: int, wo
     ds = ds.shuffle(seed=seed).repeat(None)
     transform = skipping(transform, on_error)
     ds = ds.random_map(lambda ex, rng: _maybe(_numeric, transform(ex, rng)), seed=seed)
-    it_ds = ds.to_iter_dataset().filter(lambda ex: ex is not None)
+    read = grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=read_buffer)
+    it_ds = ds.to_iter_dataset(read).filter(lambda ex: ex is not None)
     it_ds = it_ds.batch(batch_size, drop_remainder=True)
     if workers > 0:
         it_ds = it_ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))

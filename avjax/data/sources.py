@@ -22,10 +22,18 @@ def preprocess_spec(data_cfg, **overrides) -> preprocess.PreprocessSpec:
     return build_spec(preprocess.PreprocessSpec, data_cfg.preprocess, data_cfg.augment, **overrides)
 
 
+@functools.lru_cache(maxsize=6)
+def _cached_synthetic(spec: SyntheticSpec, split: str) -> SyntheticSource:
+    """One in-memory source per spec and split in a process: every run and seed of an experiment reads
+    the examples generated once."""
+    return SyntheticSource(spec, split, cache=True)
+
+
 def build(data_cfg):
     if data_cfg.name == "synthetic":
         spec = synthetic_spec(data_cfg)
-        sources = {split: SyntheticSource(spec, split, cache=data_cfg.get("cache", False))
+        cached = data_cfg.get("cache", False)
+        sources = {split: _cached_synthetic(spec, split) if cached else SyntheticSource(spec, split)
                    for split in SPLITS}
         aug = data_cfg.augment
         train = functools.partial(augment.synthetic_train, flip_prob=aug.flip_prob,

@@ -54,18 +54,37 @@ def label(name, res) -> str:
 
 
 def markdown(results: dict, spec, baseline: str, title: str) -> str:
+    lines = [f"# {title}", "", header(results, spec, baseline), ""]
+    lines += clean_and_method_tables(results, spec, baseline)
+    lines += fusion_table(results, spec)
+    sweeps = {n: r["sweep"] for n, r in results.items() if "sweep" in r}
+    if sweeps:
+        first = next(iter(sweeps.values()))
+        lines += ["", f"## Accuracy vs eps ({first['method'].upper()})", "",
+                  "| model | setting | " + " | ".join(f"{e * 1e3:g}e-3" for e in first["eps"]) + " |",
+                  "|---|---|" + "---|" * len(first["eps"])]
+        for name, sw in sweeps.items():
+            for setting in SETTINGS:
+                lines.append(f"| {label(name, results[name])} | {setting} | " + " | ".join(f"{a:.1f}" for a in sw[setting]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def header(results: dict, spec, baseline: str) -> str:
+    """The line under a results.md title: protocol, units, attack variant and loss, eps per setting."""
     losses = sorted({res.get("attack_loss", spec.loss) for res in results.values()})
     loss_note = (f"loss `{spec.loss}`" if losses == [spec.loss] else
                  "loss per model: " + ", ".join(f"{label(n, r)} `{r.get('attack_loss', spec.loss)}`"
                                                 for n, r in results.items()))
     study = ("the released attack study (`protocol=paper`)" if getattr(spec, "study", "corrected") == "paper"
              else "avjax's corrected attacks (default)")
-    lines = [f"# {title}", "",
-             f"Protocol: {study}. Units: `{spec.units}`; attack variant `{spec.variant}`, {loss_note}; "
-             f"xA eps_audio={spec.eps_audio_only}, xV eps_visual={spec.eps_visual_only}, "
-             f"xAV eps={spec.eps_joint} on each; PGD/MIM {spec.steps} steps of eps/8. "
-             f"RI is relative to `{baseline}`. Accuracies in %.", ""]
-    lines += ["## Clean accuracy (test)", "", "| model | modality | clean | n |", "|---|---|---|---|"]
+    return (f"Protocol: {study}. Units: `{spec.units}`; attack variant `{spec.variant}`, {loss_note}; "
+            f"xA eps_audio={spec.eps_audio_only}, xV eps_visual={spec.eps_visual_only}, "
+            f"xAV eps={spec.eps_joint} on each; PGD/MIM {spec.steps} steps of eps/8. "
+            f"RI is relative to `{baseline}`. Accuracies in %.")
+
+
+def clean_and_method_tables(results: dict, spec, baseline: str) -> list[str]:
+    lines = ["## Clean accuracy (test)", "", "| model | modality | clean | n |", "|---|---|---|---|"]
     for name, res in results.items():
         lines.append(f"| {label(name, res)} | {res.get('modality')} | {res['clean']:.2f} | {res['n']} |")
     for method in spec.methods:
@@ -79,17 +98,7 @@ def markdown(results: dict, spec, baseline: str, title: str) -> str:
             share = f"{s['joint_only_share']:.1f} % of {s['joint_successes']}" if s["joint_successes"] else "-"
             lines.append(f"| {label(name, res)} | {s['clean']:.2f} | {s['xA']:.2f} | {s['xV']:.2f} | {s['xAV']:.2f} "
                          f"| {s['avg']:.2f} | {ri:.2f} | {share} |")
-    lines += fusion_table(results, spec)
-    sweeps = {n: r["sweep"] for n, r in results.items() if "sweep" in r}
-    if sweeps:
-        first = next(iter(sweeps.values()))
-        lines += ["", f"## Accuracy vs eps ({first['method'].upper()})", "",
-                  "| model | setting | " + " | ".join(f"{e * 1e3:g}e-3" for e in first["eps"]) + " |",
-                  "|---|---|" + "---|" * len(first["eps"])]
-        for name, sw in sweeps.items():
-            for setting in SETTINGS:
-                lines.append(f"| {label(name, results[name])} | {setting} | " + " | ".join(f"{a:.1f}" for a in sw[setting]) + " |")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def fusion_of(res):

@@ -1,11 +1,13 @@
 """Robustness of trained models under audio, visual and joint attacks, per example and in aggregate.
 
-For every model and attack method, one jitted program per batch computes clean predictions and the
-predictions under the three settings of the paper: xA (audio attacked, eps_audio_only), xV (frame
+For every model and attack method, jitted programs compute clean predictions and the predictions
+under the three settings of the paper: xA (audio attacked, eps_audio_only), xV (frame
 attacked, eps_visual_only) and xAV (both, eps_joint each). Per example it records whether each
 setting fooled the model, so that every joint success can be attributed: did an audio-only or a
 visual-only attack already succeed, or does it take both modalities?
-An eps sweep (accuracy-vs-eps curves) runs as one compiled program over the vector of eps values.
+The eps values are arguments of the compiled programs, not constants in them: the table and every
+point of the eps sweep (accuracy-vs-eps curves) run the same program per model, method and setting,
+and every model (and seed) of the same architecture and input shapes reuses it.
 """
 import dataclasses
 import logging
@@ -100,23 +102,64 @@ def attack_batch(fns, batch, spec: EvalSpec, method: str):
     return out
 
 
-def sweep_batch(fns, batch, spec: EvalSpec, eps_values):
-    """-> {setting: (E, B) correctness} for eps in `eps_values` (xAV uses eps on both), one program.
+SETTING_MODALITIES = {"xA": (False, True), "xV": (True, False), "xAV": (True, True)}  # (visual, audio)
 
-    The eps axis is vectorised (memory grows with the number of eps values; lower
-    `eval.sweep_max_examples` or the batch size when it does not fit)."""
+
+def clean_batch(fns, batch):
+    """(B,) correctness on clean inputs."""
+    return _correct(fns, batch["image"], batch["audio"], batch["label"])
+
+
+def fgsm_batch(fns, batch, spec: EvalSpec, settings: tuple):
+    """{setting: (B,) correctness} of FGSM in the three settings (static (eps_visual, eps_audio) each,
+    so a modality with eps 0 stays bit-identical) from one gradient."""
     image, audio, label = batch["image"], batch["audio"], batch["label"]
-    opts = spec.attack_options(spec.sweep_method)
+    advs = attacks.fgsm_settings(fns, image, audio, label, settings, **spec.attack_options("fgsm"))
+    return {name: _correct(fns, v, a, label) for name, (v, a) in zip(SETTINGS, advs)}
+
+
+def setting_batch(fns, batch, eps_visual, eps_audio, spec: EvalSpec, method: str, setting: str):
+    """(B,) correctness under `method` in one setting. The eps values are traced arguments: the table's
+    eps and every eps of the sweep run the same compiled program (one per model, method and setting)."""
+    on_v, on_a = SETTING_MODALITIES[setting]
+    cfg = attacks.make_config(method, eps_visual=float(on_v), eps_audio=float(on_a), **spec.attack_options(method))
+    image, audio, label = batch["image"], batch["audio"], batch["label"]
+    adv_v, adv_a = attacks.run_attack(fns, image, audio, label, eps_visual * on_v, eps_audio * on_a, cfg)
+    return _correct(fns, adv_v, adv_a, label)
+
+
+# Module-level jits: every model of a run (and every seed) with the same module and shapes reuses them.
+_jit_clean = jax.jit(clean_batch)
+_jit_fgsm = jax.jit(fgsm_batch, static_argnames=("spec", "settings"))
+_jit_setting = jax.jit(setting_batch, static_argnames=("spec", "method", "setting"))
+
+
+def method_batch(fns, batch, spec: EvalSpec, method: str, clean) -> dict:
+    """{'clean', 'xA', 'xV', 'xAV'} correctness of one batch under `method` at the table's eps."""
+    out = {"clean": clean}
+    if method == "fgsm":
+        return out | _jit_fgsm(fns, batch, spec, spec.settings())
+    for name, (eps_v, eps_a) in zip(SETTINGS, spec.settings()):
+        out[name] = _jit_setting(fns, batch, jnp.float32(eps_v), jnp.float32(eps_a), spec, method, name)
+    return out
+
+
+def sweep_batch(fns, batch, spec: EvalSpec, eps_values, clean) -> dict:
+    """{setting: (E, B) correctness} for eps in `eps_values` (xAV uses eps on both); eps 0 is the clean
+    result (an attack with eps 0 leaves the input unchanged)."""
     out = {}
-    for name, (on_v, on_a) in zip(SETTINGS, ((False, True), (True, False), (True, True))):
-        cfg = attacks.make_config(spec.sweep_method, eps_visual=float(on_v), eps_audio=float(on_a), **opts)
-
-        def one(eps, cfg=cfg, on_v=on_v, on_a=on_a):
-            adv_v, adv_a = attacks.run_attack(fns, image, audio, label, eps * on_v, eps * on_a, cfg)
-            return _correct(fns, adv_v, adv_a, label)
-
-        # vmap: all eps values as one batched program (no loop around the attack's conv gradients)
-        out[name] = jax.vmap(one)(eps_values)
+    for name in SETTINGS:
+        rows = []
+        for eps in eps_values:
+            if eps == 0:
+                rows.append(clean)
+            elif spec.sweep_method == "fgsm":
+                settings = tuple((eps * on_v, eps * on_a) for on_v, on_a in SETTING_MODALITIES.values())
+                rows.append(_jit_fgsm(fns, batch, spec, settings)[name])
+            else:
+                rows.append(_jit_setting(fns, batch, jnp.float32(eps), jnp.float32(eps), spec,
+                                         spec.sweep_method, name))
+        out[name] = jnp.stack(rows)
     return out
 
 
@@ -158,9 +201,6 @@ def evaluate_model(fns, source, transform, spec: EvalSpec, *, batch_size, mesh=N
     progress = progress or NoProgress()
     mesh = mesh or parallel.make_mesh()
     fns = jax.device_put(fns, parallel.replicated(mesh))
-    jit_attack = jax.jit(attack_batch, static_argnames=("spec", "method"))
-    jit_sweep = jax.jit(sweep_batch, static_argnames=("spec",))
-    eps_values = jnp.asarray(spec.sweep_eps, jnp.float32)
     per = {m: {k: [] for k in ("clean",) + SETTINGS} for m in spec.methods}
     sweep = {k: [] for k in SETTINGS}
     masks = []
@@ -171,14 +211,15 @@ def evaluate_model(fns, source, transform, spec: EvalSpec, *, batch_size, mesh=N
         arrays = progress.get("table", index)
         if arrays is None:
             arrays, timings = {}, {}
+            clean = _jit_clean(fns, batch)
             for method in spec.methods:
                 t0 = time.perf_counter()
-                res = jit_attack(fns, batch, spec, method)
+                res = method_batch(fns, batch, spec, method, clean)
                 arrays.update({f"{method}:{k}": _gather(v) for k, v in res.items()})
                 timings[method] = time.perf_counter() - t0
             if spec.sweep_eps and not (spec.sweep_max_examples and seen >= spec.sweep_max_examples):
                 t0 = time.perf_counter()
-                res = jit_sweep(fns, batch, spec, eps_values)
+                res = sweep_batch(fns, batch, spec, spec.sweep_eps, clean)
                 arrays.update({f"sweep:{k}": _gather(v) for k, v in res.items()})
                 timings["sweep"] = time.perf_counter() - t0
             progress.put("table", index, arrays)

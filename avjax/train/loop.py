@@ -78,7 +78,8 @@ def training_config_hash(config) -> str:
     keys = ("seed", "data", "model", "train")
     tree = {k: json.loads(config[k].to_json()) if hasattr(config[k], "to_json") else config[k]
             for k in keys}
-    for section, field in (("data", "workers"), ("train", "log_every_steps"),
+    for section, field in (("data", "workers"), ("data", "read_threads"), ("data", "read_buffer"),
+                           ("train", "log_every_steps"),
                            ("train", "checkpoint_every_steps")):  # do not change the trajectory
         tree[section].pop(field, None)
     blob = json.dumps(tree, sort_keys=True)
@@ -169,7 +170,8 @@ def train_and_evaluate(config, workdir, sources, transforms, *, writer=None, ini
     evaluate = functools.partial(evaluate_split, p_eval, local_batch=run.local_batch, mesh=mesh,
                                  workers=config.data.workers)
     ds = pipeline.train_dataset(sources["train"], transforms["train"], batch_size=run.local_batch,
-                                seed=config.seed, workers=config.data.workers)
+                                seed=config.seed, workers=config.data.workers,
+                                read_threads=config.data.read_threads, read_buffer=config.data.read_buffer)
     it = iter(ds)
     state = parallel.replicate(run.state, mesh)
     best = _to_host(state.variables())

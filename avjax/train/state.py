@@ -51,7 +51,9 @@ def init_state(model, optimizer, key, image_shape, audio_len, num_classes, *, de
     image = jnp.zeros((1,) + tuple(image_shape), jnp.float32)
     audio = jnp.zeros((1, audio_len), jnp.float32)
     k_model, k_pcl = jax.random.split(key)
-    variables = init_variables or model.init(k_model, image, audio, train=False)
+    # jitted: one program instead of ~180 eager initialiser programs (27 s -> 14 s for the AV model on a
+    # 2-core CPU, and a persistent compilation cache can keep the one program)
+    variables = init_variables or jax.jit(model.init, static_argnames="train")(k_model, image, audio, train=False)
     if visual_init and visual_init != "none" and init_variables is None:
         from avjax import porting
         trunk = porting.resnet18_from_torchvision(visual_init)

@@ -1,5 +1,6 @@
 """Accuracy-vs-eps curves in the shape of the appendix figures (2 and 3)."""
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -18,7 +19,10 @@ def plot_sweep(path, sweeps: dict, av_name: str, title: str):
     av = sweeps[av_name]
     eps_milli = [e * 1e3 for e in av["eps"]]
     for setting, label in LABELS.items():
-        ax.plot(eps_milli, av[setting], marker="o", label=label)
+        line, = ax.plot(eps_milli, av[setting], marker="o", label=label)
+        if setting + "_std" in av:  # a multi-seed mean: shade ± one std over the seeds
+            mean, std = np.asarray(av[setting]), np.asarray(av[setting + "_std"])
+            ax.fill_between(eps_milli, mean - std, mean + std, color=line.get_color(), alpha=0.15, linewidth=0)
     for name, sweep in sweeps.items():
         if name == av_name:
             continue

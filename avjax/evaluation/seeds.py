@@ -1,0 +1,185 @@
+"""Results over several training seeds: mean ± std, bootstrap intervals, and whether the paper's findings hold.
+
+`config.seeds = N` trains and evaluates every run N times (seeds `config.seed + k`, each in
+`workdir/seed_<seed>/`); this module turns the N evaluations into one results.md / results.json:
+
+* every accuracy as mean ± std over the seeds and a percentile bootstrap interval that resamples the
+  seeds and the test examples (the same example draw for every seed: the test set is shared), so it
+  covers both the training randomness and the finite test set;
+* the paper's findings checked seed by seed, with the smallest margin and a paired bootstrap interval of
+  the mean difference: clean AV > V > A, and the AV model with its audio attacked below the clean
+  visual-only model ("integration can hurt": the attack on the weaker modality undoes the gain).
+"""
+import dataclasses
+
+import numpy as np
+
+from avjax.evaluation.robustness import SETTINGS
+
+CELLS = ("clean",) + SETTINGS
+
+
+@dataclasses.dataclass(frozen=True)
+class Interval:
+    """mean ± std over seeds (percent) and the bootstrap interval [lo, hi]."""
+
+    mean: float
+    std: float
+    lo: float
+    hi: float
+    per_seed: tuple
+
+    def text(self) -> str:
+        return f"{self.mean:.2f} ± {self.std:.2f} [{self.lo:.1f}, {self.hi:.1f}]"
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self) | {"per_seed": list(self.per_seed)}
+
+
+def bootstrap_indices(num_seeds: int, num_examples: int, *, replicates: int, seed: int):
+    """(seed draws (R, S), example draws (R, n)): one shared draw for every quantity, so differences
+    between quantities are paired bootstraps."""
+    rng = np.random.default_rng(seed)
+    return rng.integers(num_seeds, size=(replicates, num_seeds)), rng.integers(num_examples, size=(replicates, num_examples))
+
+
+def interval(correct, draws, confidence: float) -> Interval:
+    """`correct` (S, n) per seed and example (bool or a paired difference in {-1, 0, 1}) -> Interval in %."""
+    correct = np.asarray(correct, np.float64)
+    per_seed = correct.mean(1) * 100
+    seed_draw, example_draw = draws
+    values = correct[seed_draw[:, :, None], example_draw[:, None, :]].mean((1, 2)) * 100
+    tail = (1 - confidence) / 2 * 100
+    lo, hi = np.percentile(values, [tail, 100 - tail])
+    std = float(per_seed.std(ddof=1)) if len(per_seed) > 1 else 0.0
+    return Interval(float(per_seed.mean()), std, float(lo), float(hi), tuple(float(x) for x in per_seed))
+
+
+def per_example(per_seed_results: list[dict], model: str, method: str, cell: str) -> np.ndarray:
+    """(S, n) correctness of one model / method / cell across the seeds' evaluations."""
+    rows = [np.asarray(r[model]["methods"][method]["per_example"][cell], bool) for r in per_seed_results]
+    if len({len(r) for r in rows}) != 1:
+        raise ValueError(f"{model}: the seeds were evaluated on different numbers of examples "
+                         f"({[len(r) for r in rows]}); evaluate them with the same data and eval.max_examples")
+    return np.stack(rows)
+
+
+def aggregate(per_seed_results: list[dict], methods, *, replicates: int, confidence: float, seed: int) -> dict:
+    """{model: {method: {cell: Interval}}} over the seeds (models and methods as evaluated)."""
+    first = per_seed_results[0]
+    models = [m for m in first if all(m in r for r in per_seed_results)]
+    n = len(first[models[0]]["methods"][methods[0]]["per_example"]["clean"])
+    draws = bootstrap_indices(len(per_seed_results), n, replicates=replicates, seed=seed)
+    out = {}
+    for model in models:
+        out[model] = {}
+        for method in methods:
+            cells = {c: per_example(per_seed_results, model, method, c) for c in CELLS}
+            out[model][method] = {c: interval(v, draws, confidence) for c, v in cells.items()}
+            out[model][method]["avg"] = interval(np.mean([cells[s] for s in SETTINGS], 0), draws, confidence)
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Finding:
+    """A claim `a > b` checked seed by seed: margins (points) and the interval of the mean difference."""
+
+    claim: str
+    margins: tuple
+    difference: Interval
+
+    @property
+    def holds(self) -> bool:
+        return all(m > 0 for m in self.margins)
+
+    def text(self) -> str:
+        verdict = "holds in every seed" if self.holds else (
+            "does NOT hold in seed(s) " + ", ".join(str(i) for i, m in enumerate(self.margins) if m <= 0))
+        return (f"{self.claim}: {verdict}; smallest margin {min(self.margins):+.2f} points (per seed "
+                + ", ".join(f"{m:+.2f}" for m in self.margins)
+                + f"); mean difference {self.difference.mean:+.2f} [{self.difference.lo:+.1f}, "
+                  f"{self.difference.hi:+.1f}]")
+
+    def as_dict(self) -> dict:
+        return {"claim": self.claim, "holds": self.holds, "margins": list(self.margins),
+                "difference": self.difference.as_dict()}
+
+
+def findings(per_seed_results: list[dict], modalities: dict, methods, *, replicates: int, confidence: float,
+             seed: int) -> list[Finding]:
+    """The paper's findings for the undefended av / audio / visual models (`modalities`: {modality: model
+    name}); [] when one of the three is missing."""
+    if not all(k in modalities for k in ("av", "audio", "visual")) or not methods:
+        return []
+    av, audio, visual = modalities["av"], modalities["audio"], modalities["visual"]
+    first = methods[0]
+    clean = {m: per_example(per_seed_results, m, first, "clean") for m in (av, audio, visual)}
+    draws = bootstrap_indices(len(per_seed_results), clean[av].shape[1], replicates=replicates, seed=seed)
+
+    def finding(claim, high, low):
+        diff = high.astype(np.int8) - low.astype(np.int8)
+        margins = tuple(float(x) for x in diff.mean(1) * 100)
+        return Finding(claim, margins, interval(diff, draws, confidence))
+
+    out = [finding(f"clean AV ({av}) > clean V ({visual})", clean[av], clean[visual]),
+           finding(f"clean V ({visual}) > clean A ({audio})", clean[visual], clean[audio])]
+    for method in methods:
+        attacked = per_example(per_seed_results, av, method, "xA")
+        out.append(finding(f"{method.upper()}: AV with its audio attacked (✗A) < clean visual-only model",
+                           clean[visual], attacked))
+    return out
+
+
+def markdown(summary: dict, found: list[Finding], labels: dict, *, seeds, confidence: float, header: str,
+             title: str, baseline: str, sweeps: dict) -> str:
+    """results.md of a multi-seed run: the paper's tables with mean ± std [interval] cells."""
+    pct = f"{confidence * 100:g} %"
+    lines = [f"# {title}", "", header, "",
+             f"**{len(seeds)} seeds** ({', '.join(str(s) for s in seeds)}; one run each in `seed_<seed>/`). "
+             f"Cells: mean ± std over the seeds [{pct} bootstrap interval over seeds and test examples].", ""]
+    first_method = next(iter(next(iter(summary.values()))))
+    lines += ["## Clean accuracy (test)", "", "| model | clean |", "|---|---|"]
+    for name, methods in summary.items():
+        lines.append(f"| {labels.get(name, name)} | {methods[first_method]['clean'].text()} |")
+    for method in next(iter(summary.values())):
+        base = summary.get(baseline, {}).get(method)
+        lines += ["", f"## {method.upper()}", "", "| model | ✓AV | ✗A | ✗V | ✗AV | Avg | RI |",
+                  "|---|---|---|---|---|---|---|"]
+        for name, methods in summary.items():
+            s = methods[method]
+            ri = ((s["clean"].mean - base["clean"].mean) + (s["avg"].mean - base["avg"].mean)) if base else float("nan")
+            lines.append(f"| {labels.get(name, name)} | " + " | ".join(s[c].text() for c in CELLS + ("avg",))
+                         + f" | {ri:.2f} |")
+    if found:
+        lines += ["", "## Findings", "",
+                  f"Each claim checked in every seed (margin in accuracy points; the mean difference with its "
+                  f"{pct} paired bootstrap interval):", ""]
+        lines += [f"- {'✓' if f.holds else '✗'} {f.text()}" for f in found]
+    if sweeps:
+        some = next(iter(sweeps.values()))
+        lines += ["", f"## Accuracy vs eps ({some['method'].upper()}, mean ± std over seeds)", "",
+                  "| model | setting | " + " | ".join(f"{e * 1e3:g}e-3" for e in some["eps"]) + " |",
+                  "|---|---|" + "---|" * len(some["eps"])]
+        for name, sw in sweeps.items():
+            for setting in SETTINGS:
+                cells = [f"{m:.1f} ± {s:.1f}" for m, s in zip(sw[setting], sw[setting + "_std"])]
+                lines.append(f"| {labels.get(name, name)} | {setting} | " + " | ".join(cells) + " |")
+    lines += ["", "Each seed's own results.md (with every other section of a single run) is in "
+              + ", ".join(f"`seed_{s}/results.md`" for s in seeds) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def mean_sweeps(per_seed_results: list[dict]) -> dict:
+    """{model: sweep} with the mean over seeds per eps and setting (and `<setting>_std`)."""
+    out = {}
+    for name in per_seed_results[0]:
+        sweeps = [r[name].get("sweep") for r in per_seed_results if name in r]
+        if not sweeps or any(s is None for s in sweeps):
+            continue
+        merged = {k: v for k, v in sweeps[0].items() if k not in SETTINGS}
+        for setting in SETTINGS:
+            values = np.asarray([s[setting] for s in sweeps], np.float64)
+            merged[setting] = values.mean(0).tolist()
+            merged[setting + "_std"] = (values.std(0, ddof=1) if len(sweeps) > 1 else 0 * values[0]).tolist()
+        out[name] = merged
+    return out

@@ -1,0 +1,106 @@
+"""Results over seeds: closed-form statistics, findings that name the seed where they fail, and a real
+two-seed run that resumes without retraining."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from avjax import experiment
+from avjax.evaluation import seeds
+
+
+def _draws(s, n, replicates=2000):
+    return seeds.bootstrap_indices(s, n, replicates=replicates, seed=0)
+
+
+def test_interval_mean_and_std_are_over_seeds():
+    correct = np.zeros((3, 100), bool)
+    correct[0, :50] = correct[1, :60] = correct[2, :70] = True
+    iv = seeds.interval(correct, _draws(3, 100), 0.95)
+    assert iv.per_seed == (50.0, 60.0, 70.0)
+    assert iv.mean == pytest.approx(60.0) and iv.std == pytest.approx(10.0)  # ddof=1
+    assert iv.lo < 60.0 < iv.hi and 45.0 < iv.lo and iv.hi < 75.0
+
+
+def test_interval_of_a_constant_is_a_point_and_narrows_with_more_examples():
+    ones = seeds.interval(np.ones((2, 40), bool), _draws(2, 40), 0.95)
+    assert (ones.mean, ones.std, ones.lo, ones.hi) == (100.0, 0.0, 100.0, 100.0)
+    rng = np.random.default_rng(0)
+    small = seeds.interval(rng.random((3, 50)) < 0.5, _draws(3, 50), 0.95)
+    large = seeds.interval(rng.random((3, 5000)) < 0.5, _draws(3, 5000, 500), 0.95)
+    assert (large.hi - large.lo) < (small.hi - small.lo) / 4
+
+
+def _results(accuracies: dict, n=20):
+    """One seed's evaluation with given clean / xA accuracies per model (exact on n examples)."""
+    out = {}
+    for name, (modality, clean, x_a) in accuracies.items():
+        cells = {"clean": clean, "xA": x_a, "xV": clean, "xAV": x_a}
+        per = {c: [i < round(a * n / 100) for i in range(n)] for c, a in cells.items()}
+        out[name] = {"modality": modality, "defense": "none", "architecture": "classifier",
+                     "methods": {"pgd": {"per_example": per}}}
+    return out
+
+
+def test_findings_hold_only_when_every_seed_agrees_and_name_the_failing_seed():
+    good = {"av": ("av", 90, 30), "audio": ("audio", 40, 5), "visual": ("visual", 60, 60)}
+    bad = {"av": ("av", 90, 70), "audio": ("audio", 40, 5), "visual": ("visual", 60, 60)}
+    per_seed = [_results(good), _results(bad), _results(good)]
+    found = seeds.findings(per_seed, {"av": "av", "audio": "audio", "visual": "visual"}, ["pgd"],
+                           replicates=200, confidence=0.95, seed=0)
+    assert [f.holds for f in found] == [True, True, False]
+    assert found[0].margins == (30.0, 30.0, 30.0)
+    assert found[2].margins == (30.0, -10.0, 30.0) and "does NOT hold in seed(s) 1" in found[2].text()
+    assert seeds.findings(per_seed, {"av": "av", "audio": "audio"}, ["pgd"], replicates=10, confidence=0.95,
+                          seed=0) == []
+
+
+def test_seeds_evaluated_on_different_examples_are_refused():
+    a = _results({"av": ("av", 90, 30)}, n=20)
+    b = _results({"av": ("av", 90, 30)}, n=10)
+    with pytest.raises(ValueError, match="different numbers of examples"):
+        seeds.aggregate([a, b], ["pgd"], replicates=10, confidence=0.95, seed=0)
+
+
+@pytest.fixture(scope="module")
+def two_seeds(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("two_seeds")
+    config = experiment.load_config("configs/synthetic.py", "runlocal", **{
+        "seeds": 2, "report.examples": 2, "eval.max_examples": 8, "eval.methods": ("pgd",),
+        "eval.sweep_eps": (0.0, 0.04)})
+    experiment.run(config, str(workdir))
+    return workdir, config
+
+
+def test_two_seeds_give_one_table_with_spread_and_findings(two_seeds):
+    workdir, config = two_seeds
+    text = open(workdir / "results.md").read()
+    assert "**2 seeds** (0, 1" in text and "## PGD" in text and "## Findings" in text
+    assert text.count("holds in every seed") + text.count("does NOT hold") == 3
+    summary = json.load(open(workdir / "results.json"))["summary"]
+    for name in ("av", "audio", "visual"):
+        per_seed = []
+        for seed in (0, 1):
+            records = json.load(open(workdir / f"seed_{seed}" / "results.json"))["records"]
+            per_seed.append(next(r["accuracy"] for r in records if r["model"] == name and r["attack"] == "pgd"
+                                 and r["setting"] == "xA" and not r.get("sweep")))
+        cell = summary[name]["pgd"]["xA"]
+        assert cell["per_seed"] == pytest.approx(per_seed)
+        assert cell["mean"] == pytest.approx(np.mean(per_seed)) and cell["lo"] <= cell["mean"] <= cell["hi"]
+    assert os.path.isfile(workdir / "figures" / "accuracy_vs_eps_pgd.png")
+    page = open(workdir / "report" / "index.html", encoding="utf-8").read()
+    assert "2 seeds" in page and "(the run of seed 0)" in page
+    assert not os.path.exists(workdir / "seed_0" / "report")  # one report, at the top
+
+
+def test_two_seeds_train_different_models_and_resume_without_retraining(two_seeds):
+    workdir, config = two_seeds
+    accs = [json.load(open(workdir / f"seed_{s}" / "runs" / "av" / "train.json"))["history"] for s in (0, 1)]
+    assert accs[0] != accs[1]  # another init and data order, not a copy
+    stamps = {p: os.path.getmtime(p) for p in (workdir / "seed_1" / "runs" / "av" / "train.json",
+                                                 workdir / "seed_1" / "runs" / "av" / "model" / "model.json")}
+    before = open(workdir / "results.md").read()
+    experiment.run(config, str(workdir))
+    assert {p: os.path.getmtime(p) for p in stamps} == stamps
+    assert open(workdir / "results.md").read() == before
