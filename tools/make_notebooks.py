@@ -54,8 +54,9 @@ nb("01_quickstart", [
 Train the audio-visual model (ResNet18 frames + 1-D conv waveform, concat fusion) and the audio-only and
 visual-only baselines on the embedded synthetic dataset (no files needed), attack audio, frame or both with
 FGSM, PGD and MIM, and read the robustness table and the accuracy-vs-ε curve. This is exactly what
-`python -m avjax.main --config=configs/synthetic.py --workdir=workdir/synthetic` does (about 6–15 minutes
-on a 2-core CPU, a few on a Colab GPU)."""),
+`python -m avjax.main --config=configs/synthetic.py --workdir=workdir/synthetic` does: three seeds, the tables
+as mean ± std with bootstrap intervals and the paper's findings checked per seed (about 10 minutes on a 2-core
+CPU). The tiny version below trains one seed for a few steps."""),
  ("code", INSTALL),
  ("md", """## The config
 Every constant lives in the config (`docs/config.md` lists them all). `experiment.load_config` reads a config
@@ -70,8 +71,10 @@ print("runs:", list(config.runs), "| epochs:", config.train.num_epochs, "| eval 
 Training resumes from `workdir` if it was interrupted; evaluation keeps every finished batch, so running the cell
 again continues where it stopped."""),
  ("code", '''out = experiment.run(config, workdir)
-for name, summary in out["train"].items():
-    print(f"{name:8s} test accuracy {summary['test_accuracy']:.3f} (best epoch {summary['best_epoch']})")'''),
+runs = out["seeds"] if "seeds" in out else {config.seed: out}  # config.seeds > 1: one run per seed
+for seed, run in runs.items():
+    for name, summary in run["train"].items():
+        print(f"seed {seed} {name:8s} test accuracy {summary['test_accuracy']:.3f} (best epoch {summary['best_epoch']})")'''),
  ("md", """## The robustness table
 Clean accuracy, accuracy under attack on audio only (✗A), frame only (✗V) and both (✗AV), their average and the
 robustness improvement RI against the AV row; then the modality attribution of joint successes."""),
@@ -80,15 +83,22 @@ robustness improvement RI against the AV row; then the modality attribution of j
 display(Markdown(open(os.path.join(workdir, "results.md")).read()))'''),
  ("code", '''figure = os.path.join(workdir, "figures", f"accuracy_vs_eps_{config.eval.sweep_method}.png")
 display(Image(filename=figure))'''),
- ("md", """Every number above is also in `results.json`, one record per (model, attack, ε, setting), with the seed,
-config hash and package versions."""),
+ ("md", """Every number above is also in `results.json`: over several seeds the summary per cell (and each seed's own
+`seed_<seed>/results.json`); for one seed one record per (model, attack, ε, setting), with the seed, config
+hash and package versions."""),
  ("code", '''import json
 
-records = json.load(open(os.path.join(workdir, "results.json")))["records"]
-pgd_joint = [r for r in records if r["attack"] == "pgd" and r["setting"] == "xAV" and not r.get("sweep")]
-for r in pgd_joint:
-    print(f"{r['model']:8s} PGD on audio and frame: {r['accuracy']:.1f} % of {r['n']} examples")
-assert records, "no results"'''),
+results = json.load(open(os.path.join(workdir, "results.json")))
+if "summary" in results:  # several seeds: mean, std and the bootstrap interval per cell
+    for model, methods in results["summary"].items():
+        c = methods["pgd"]["xAV"]
+        print(f"{model:8s} PGD on audio and frame: {c['mean']:.1f} ± {c['std']:.1f} % [{c['lo']:.1f}, {c['hi']:.1f}]")
+else:
+    records = results["records"]
+    for r in records:
+        if r["attack"] == "pgd" and r["setting"] == "xAV" and not r.get("sweep"):
+            print(f"{r['model']:8s} PGD on audio and frame: {r['accuracy']:.1f} % of {r['n']} examples")
+    assert records, "no results"'''),
 ])
 
 nb("02_attacks", [
@@ -105,7 +115,7 @@ import numpy as np
 from avjax import attacks, experiment, model_dir
 from avjax.data import pipeline, sources
 
-config = experiment.load_config("configs/synthetic.py", "runlocal,modality=av" if TINY else "modality=av")
+config = experiment.load_config("configs/synthetic.py", "runlocal,modality=av" if TINY else "modality=av", seeds=1)
 workdir = os.path.join(WORK, "nb02_tiny" if TINY else "nb02")
 experiment.run(config, workdir) if not os.path.exists(os.path.join(workdir, "runs", "av", "model", "model.json")) \\
     else print("trained before:", workdir)
@@ -282,7 +292,7 @@ if not os.path.exists(converted):
     print(convert.convert(ORIGINAL, converted))
 config = experiment.load_config("configs/synthetic.py", "runlocal" if TINY else "", **{
     "stages": ("evaluate",), "eval.models": f"original={converted}", "eval.runs": ("original",),
-    "model.num_classes": module.num_classes})
+    "model.num_classes": module.num_classes, "seeds": 1})
 if TINY:
     config.eval.max_examples = 8
     config.eval.sweep_eps = ()
