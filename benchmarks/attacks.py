@@ -1,13 +1,16 @@
-"""Attack cost in avjax vs the original way in PyTorch eager, on the same nets (CPU, 2 threads).
+"""Attack cost in avjax vs PyTorch eager on the same nets (CPU, 2 threads), against two baselines.
 
-    python benchmarks/attacks.py [--repeats 3] [--size paper|small]
+    python benchmarks/attacks.py [--repeats 3] [--size paper|small] [--parts a,b]
 
+Baselines: "torch competent", what a competent user writes (parameters frozen, gradients w.r.t. the
+attacked inputs only, the unattacked branch's features once under no_grad, evaluation forward under
+no_grad; `_common.competent_attack`), and "torch original way" (the released main_attack.py: parameter
+gradients on, both branches recomputed every step; tests/torch_attacks.py).
 (a) PGD-10 with both modalities attacked, batch 8 (paper: 224x224, 65535 samples).
-(b) The full robustness evaluation of one batch: FGSM + PGD + MIM x {xA, xV, xAV}. avjax shares
-    FGSM's gradient across settings, skips the frozen branch of single-modality attacks and runs
-    each method as one compiled program; the original runs each setting separately with gradients
-    through both branches (as main_attack.py).
-Prints median times and the ratio avjax / torch (< 1: avjax faster). Needs the `torch` extra.
+(b) The full robustness evaluation of one batch as `avjax.evaluation.robustness` runs it: clean +
+    FGSM + PGD + MIM x {xA, xV, xAV} (avjax shares FGSM's gradient across settings and skips the frozen
+    branch of single-modality attacks).
+Prints median times and both ratios avjax / torch (< 1: avjax faster). Needs the `torch` extra.
 """
 import argparse
 
@@ -48,51 +51,79 @@ def setup(size, num_classes=28):
     def torch_net(z, a):
         return nets[2](nets[1](z), nets[0](a))
 
-    return fns, jax_in, torch_net, torch_in
+    return fns, jax_in, torch_net, torch_in, nets
 
 
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--size", default="paper")
+    p.add_argument("--parts", default="a,b")
     args = p.parse_args()
+    import torch
+
+    from _common import competent_attack
+
     from avjax import attacks
     from avjax.configs.base import base_config
     from avjax.evaluation import robustness
     from tests import torch_attacks as ta
     size = SIZES[args.size]
-    fns, (x, a, y), torch_net, (tz, ta_, ty) = setup(size)
-    print(f"jax {jax.__version__}; size {args.size}: {size}")
+    fns, (x, a, y), torch_net, (tz, ta_, ty), nets = setup(size)
+    mean, std = torch.tensor(ta.MEAN).view(1, 3, 1, 1), torch.tensor(ta.STD).view(1, 3, 1, 1)
+    lower, upper = (0 - mean) / std, (1 - mean) / std
+    print(f"jax {jax.__version__}, torch {torch.__version__}; size {args.size}: {size}")
 
-    def jax_pgd(loop):
-        return lambda: jax.block_until_ready(attacks.pgd(fns, x, a, y, eps_visual=0.006, eps_audio=0.006,
-                                                         units="normalized", loop=loop))
+    def original_way(fn, *args_):
+        for net in nets:
+            net.requires_grad_(True)
+        return fn(*args_)
 
-    med = interleaved({"avjax fori": jax_pgd("fori"), "avjax unroll": jax_pgd("unroll"),
-                       "torch": lambda: ta.pgd(torch_net, tz, ta_, ty, 0.006, 0.006)},
-                      args.repeats, warmup=2)
-    for k, v in med.items():
-        print(f"(a) PGD-10 AV  {k:13s} {v:7.2f} s   ratio to torch {v / med['torch']:.2f}")
+    def ratios(med, name):
+        return " | ".join(f"ratio to {k} {med[name] / med[k]:.2f}" for k in ("torch competent", "torch original way"))
 
-    batch = {"image": x, "audio": a, "label": y}
-    for loop in ("fori", "unroll"):
-        spec = robustness.EvalSpec.from_config(base_config().eval, units="normalized", loop=loop)
-        jitted = jax.jit(robustness.attack_batch, static_argnames=("spec", "method"))
+    if "a" in args.parts:
+        def jax_pgd(loop):
+            return lambda: jax.block_until_ready(attacks.pgd(fns, x, a, y, eps_visual=0.006, eps_audio=0.006,
+                                                             units="normalized", loop=loop))
 
-        def jax_all(spec=spec, jitted=jitted):
-            for method in ("fgsm", "pgd", "mim"):
-                jax.block_until_ready(jitted(fns, batch, spec, method))
+        med = interleaved({"avjax fori": jax_pgd("fori"), "avjax unroll": jax_pgd("unroll"),
+                           "torch competent": lambda: competent_attack(nets, "pgd", tz, ta_, ty, 0.006, 0.006,
+                                                                       lower=lower, upper=upper),
+                           "torch original way": lambda: original_way(ta.pgd, torch_net, tz, ta_, ty, 0.006, 0.006)},
+                          args.repeats, warmup=2)
+        for k in ("avjax fori", "avjax unroll"):
+            print(f"(a) PGD-10 AV  {k:13s} {med[k]:7.2f} s | torch competent {med['torch competent']:7.2f} s | "
+                  f"torch original way {med['torch original way']:7.2f} s | {ratios(med, k)}", flush=True)
 
-        def torch_all():
-            for eps_v, eps_a in EPS.values():
-                for fn in (ta.fgsm, ta.pgd, ta.mim_standard):
-                    adv = fn(torch_net, tz, ta_, ty, eps_v, eps_a)
-                    with __import__("torch").no_grad():
-                        torch_net(*adv)
+    if "b" in args.parts:
+        batch = {"image": x, "audio": a, "label": y}
+        for loop in ("fori", "unroll"):
+            spec = robustness.EvalSpec.from_config(base_config().eval, units="normalized", loop=loop)
 
-        med = interleaved({f"avjax {loop}": jax_all, "torch": torch_all}, args.repeats, warmup=1)
-        print(f"(b) FGSM+PGD+MIM x 3 settings, avjax {loop:6s} {med[f'avjax {loop}']:7.2f} s | torch "
-              f"{med['torch']:7.2f} s | ratio {med[f'avjax {loop}'] / med['torch']:.2f}")
+            def jax_all(spec=spec):
+                clean = robustness._jit_clean(fns, batch)
+                for method in ("fgsm", "pgd", "mim"):
+                    jax.block_until_ready(robustness.method_batch(fns, batch, spec, method, clean))
+
+            def torch_all(competent):
+                with torch.no_grad():
+                    torch_net(tz, ta_)
+                for eps_v, eps_a in EPS.values():
+                    for method, fn in (("fgsm", ta.fgsm), ("pgd", ta.pgd), ("mim", ta.mim_standard)):
+                        if competent:
+                            adv = competent_attack(nets, method, tz, ta_, ty, eps_v, eps_a, lower=lower, upper=upper)
+                        else:
+                            adv = original_way(fn, torch_net, tz, ta_, ty, eps_v, eps_a)
+                        with torch.no_grad():
+                            torch_net(*adv)
+
+            name = f"avjax {loop}"
+            med = interleaved({name: jax_all, "torch competent": lambda: torch_all(True),
+                               "torch original way": lambda: torch_all(False)}, args.repeats, warmup=1)
+            print(f"(b) clean + FGSM+PGD+MIM x 3 settings, {name:12s} {med[name]:7.2f} s | torch competent "
+                  f"{med['torch competent']:7.2f} s | torch original way {med['torch original way']:7.2f} s | "
+                  f"{ratios(med, name)}", flush=True)
 
 
 if __name__ == "__main__":

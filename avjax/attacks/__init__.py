@@ -1,4 +1,5 @@
-"""FGSM, PGD, MIM and APGD (white-box) and Square (black-box) on audio, vision or both (L-inf).
+"""FGSM, PGD, MIM and APGD (white-box), Square (black-box) and feature collision (adaptive, against an
+external memory) on audio, vision or both (L-inf).
 
     adv_image, adv_audio = avjax.attacks.pgd(logits_fn, image, audio, label,
                                              eps_visual=0.006, eps_audio=0.006, units='normalized')
@@ -13,10 +14,13 @@ from avjax.attacks.api import (apgd, apgd_config, attack, fgsm, fgsm_settings, m
                                square_config)
 from avjax.attacks.apgd_attack import APGDConfig, run_apgd
 from avjax.attacks.core import LOSSES, METHODS, VARIANTS, AttackConfig, run_attack
+from avjax.attacks.feature_collision import (CollisionConfig, atom_labels, collision_config, feature_collision,
+                                             memory_targets, run_feature_collision)
 from avjax.attacks.model_fns import ModelFns
 from avjax.attacks.square_attack import SquareConfig, run_square
 from avjax.attacks.threat import UNITS, image_space, pixel_eps
 
 __all__ = ["fgsm", "pgd", "mim", "attack", "make_config", "fgsm_settings", "run_attack", "AttackConfig",
            "apgd", "apgd_config", "run_apgd", "APGDConfig", "square", "square_config", "run_square", "SquareConfig",
-           "ModelFns", "METHODS", "VARIANTS", "LOSSES", "UNITS", "image_space", "pixel_eps"]
+           "feature_collision", "collision_config", "run_feature_collision", "CollisionConfig", "memory_targets",
+           "atom_labels", "ModelFns", "METHODS", "VARIANTS", "LOSSES", "UNITS", "image_space", "pixel_eps"]

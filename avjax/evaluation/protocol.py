@@ -5,6 +5,8 @@ Per setting of the threat model (xA, xV, xAV at the config's eps, in its units) 
   * Square (score-based: no gradients, so gradient masking cannot stop it),
   * for a model with an external memory, APGD-CE through each adaptive surrogate of the coder
     (`adaptive`: 'unrolled', 'bpda_identity', 'bpda_ridge'; the forward pass stays the exact defense),
+    and the feature-collision attack (avjax.attacks.feature_collision: the encoder's features pulled onto
+    the nearest memory atom pair of another class),
 and counts as robust only if it survives all of them (its worst case). Beside every evaluation the
 gradient-masking checklist (Carlini et al. 2019) is run and each failing check is flagged:
   * `more_steps`: APGD-CE with twice the steps and one more restart does not raise the success,
@@ -73,7 +75,7 @@ class ProtocolSpec:
     def attack_list(self, has_memory: bool, has_transfer: bool) -> list[str]:
         names = ["apgd-ce", "apgd-t", "square"]
         if has_memory:
-            names += [f"apgd-ce/{g}" for g in self.adaptive]
+            names += [f"apgd-ce/{g}" for g in self.adaptive] + ["feature-collision"]
         if self.checklist:
             names += ["apgd-ce/more_steps", "large_eps"] + (["transfer"] if has_transfer else [])
         return names
@@ -95,6 +97,9 @@ class ProtocolSpec:
             return dict(apgd, loss="ce", source="the baseline (undefended) model")
         if name.startswith("apgd-ce/"):
             return dict(apgd, loss="ce", memory_gradient=name.split("/", 1)[1])
+        if name == "feature-collision":
+            return dict(steps=self.apgd_steps, step_fraction=1.0 / 8.0, loss="-||f - target||^2 before the memory",
+                        target="the nearest memory atom pair of another class (atoms labelled by the model's head)")
         raise ValueError(f"unknown protocol attack {name!r}")
 
 
@@ -120,6 +125,10 @@ def attack_once(fns, batch, eps_visual, eps_audio, key, transfer_fns=None, *, sp
     on_v, on_a = ((False, True), (True, False), (True, True))[setting]
     flags = dict(eps_visual=float(on_v), eps_audio=float(on_a))        # which modalities (static)
     common = dict(units=spec.units, mean=spec.mean, std=spec.std)
+    if kind == "feature-collision":
+        cfg = attacks.collision_config(steps=spec.apgd_steps, unroll=spec.unroll, **flags, **common)
+        adv = attacks.run_feature_collision(fns, image, audio, label, eps_visual, eps_audio, cfg)
+        return _correct(fns, *adv, label)
     if kind == "square":
         cfg = attacks.square_config(queries=spec.square_queries, p_init=spec.square_p_init, **flags, **common)
         adv, _ = attacks.run_square(fns, image, audio, label, eps_visual, eps_audio, cfg, key)
@@ -202,7 +211,8 @@ def summarize(correct: dict, names, spec: ProtocolSpec, uses=("visual", "audio")
     clean = correct["clean"].astype(bool)
     acc = lambda v: float(np.mean(v) * 100) if v.size else float("nan")  # noqa: E731
     in_ball = [a for a in names if a != "large_eps"]
-    white = [a for a in names if a in WHITE_BOX or (a.startswith("apgd-ce/") and a != "apgd-ce/more_steps")]
+    white = [a for a in names if a in WHITE_BOX or a == "feature-collision"
+             or (a.startswith("apgd-ce/") and a != "apgd-ce/more_steps")]
     white = ["apgd-ce"] + [a for a in white if a != "apgd-ce"]
     out = {"n": int(clean.size), "clean": acc(clean), "attacks": list(names), "settings": {}, "checklist": [],
            "per_example": {"clean": clean.tolist()}}

@@ -135,7 +135,8 @@ def markdown(summary: dict, found: list[Finding], labels: dict, *, seeds, confid
     """results.md of a multi-seed run: the paper's tables with mean ± std [interval] cells."""
     pct = f"{confidence * 100:g} %"
     lines = [f"# {title}", "", header, "",
-             f"**{len(seeds)} seeds** ({', '.join(str(s) for s in seeds)}; one run each in `seed_<seed>/`). "
+             f"**{len(seeds)} seeds** ({', '.join(str(s) for s in seeds)}; one run each in "
+             + ", ".join(f"`seed_{s}/`" for s in seeds) + "). "
              f"Cells: mean ± std over the seeds [{pct} bootstrap interval over seeds and test examples].", ""]
     first_method = next(iter(next(iter(summary.values()))))
     lines += ["## Clean accuracy (test)", "", "| model | clean |", "|---|---|"]

@@ -111,3 +111,34 @@ def test_float32_agrees_with_the_original_semantics(pair, method, variant, setti
     assert abs(acc - ref_acc) * BATCH <= 1 + 1e-9
     if method == "fgsm":
         assert identical >= 0.999, f"only {identical:.6f} of elements identical"
+
+
+@pytest.mark.parametrize("method", ["pgd", "mim"])
+@pytest.mark.parametrize("setting", ["xA", "xAV"])
+def test_benchmark_competent_torch_baseline_computes_the_same_attack(pair, method, setting):
+    """benchmarks/attacks.py times a 'competent' PyTorch attack (frozen parameters, input gradients only, the
+    unattacked branch once): it must be the same attack as the straightforward restatement, or its ratio lies."""
+    import importlib.util
+    import os
+
+    import torch
+
+    from tests import torch_attacks as ta
+    from tests import torch_reference as tr
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks", "_common.py")
+    spec = importlib.util.spec_from_file_location("bench_common", path)
+    common = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(common)
+    nets, _, _, pixels, audio, labels = pair
+    z = tr.normalize(torch.from_numpy(pixels.transpose(0, 3, 1, 2)))
+    a, y = torch.from_numpy(audio[:, None]), torch.from_numpy(labels)
+    mean = torch.tensor(ta.MEAN, dtype=z.dtype).view(1, 3, 1, 1)
+    std = torch.tensor(ta.STD, dtype=z.dtype).view(1, 3, 1, 1)
+    eps_v, eps_a = SETTINGS[setting]
+    fast = common.competent_attack(nets, method, z, a, y, eps_v, eps_a, lower=(0 - mean) / std, upper=(1 - mean) / std)
+    for net in nets:
+        net.requires_grad_(True)
+    net = lambda zz, aa: nets[2](nets[1](zz), nets[0](aa))  # noqa: E731
+    plain = (ta.pgd if method == "pgd" else ta.mim_standard)(net, z, a, y, eps_v, eps_a)
+    for got, want in zip(fast, plain):
+        assert torch.allclose(got, want, atol=1e-9), (method, setting, (got - want).abs().max())

@@ -101,3 +101,11 @@ def test_report_loads_in_headless_chromium(report, tmp_path):
     assert re.search(r"<script>alert\(\d\)</script>&<i>", text)  # shown as text, not run or parsed
     assert '<img src=x onerror="alert(2)">' in text
     assert os.path.getsize(shot) > 10_000
+
+
+def test_code_spans_show_angle_brackets_once_escaped_and_raw_html_stays_text():
+    from avjax.viz.html_report import markdown_to_html
+    out = markdown_to_html("runs in `seed_<n>/` <script>alert(1)</script> `a&b` `</code><script>`")
+    assert "<code>seed_&lt;n&gt;/</code>" in out and "<code>a&amp;b</code>" in out
+    assert "<script>" not in out and "&lt;script&gt;alert(1)&lt;/script&gt;" in out
+    assert "<code>&lt;/code&gt;&lt;script&gt;</code>" in out
