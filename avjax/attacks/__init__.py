@@ -1,4 +1,4 @@
-"""FGSM, PGD, MIM and APGD (white-box), Square (black-box) and feature collision (adaptive, against an
+"""FGSM, PGD, MIM, APGD and FAB (white-box), Square (black-box) and feature collision (adaptive, against an
 external memory) on audio, vision or both (L-inf).
 
     adv_image, adv_audio = avjax.attacks.pgd(logits_fn, image, audio, label,
@@ -10,8 +10,9 @@ Images are pixels in [0, 1], audio waveforms in [-1, 1]; outputs are in the same
 modality whose eps is 0 is returned untouched (bit-identical). See `core.py` for the semantics and
 `variant='original'` for the released code's flaws, reproduced exactly.
 """
-from avjax.attacks.api import (apgd, apgd_config, attack, fgsm, fgsm_settings, make_config, mim, pgd, square,
-                               square_config)
+from avjax.attacks.api import (apgd, apgd_config, attack, fab, fab_config, fgsm, fgsm_settings, make_config, mim,
+                               pgd, square, square_config)
+from avjax.attacks.fab_attack import FABConfig, run_fab
 from avjax.attacks.apgd_attack import APGDConfig, run_apgd
 from avjax.attacks.core import LOSSES, METHODS, VARIANTS, AttackConfig, run_attack
 from avjax.attacks.feature_collision import (CollisionConfig, atom_labels, collision_config, feature_collision,
@@ -22,5 +23,5 @@ from avjax.attacks.threat import UNITS, image_space, pixel_eps
 
 __all__ = ["fgsm", "pgd", "mim", "attack", "make_config", "fgsm_settings", "run_attack", "AttackConfig",
            "apgd", "apgd_config", "run_apgd", "APGDConfig", "square", "square_config", "run_square", "SquareConfig",
-           "feature_collision", "collision_config", "run_feature_collision", "CollisionConfig", "memory_targets",
+           "fab", "fab_config", "run_fab", "FABConfig", "feature_collision", "collision_config", "run_feature_collision", "CollisionConfig", "memory_targets",
            "atom_labels", "ModelFns", "METHODS", "VARIANTS", "LOSSES", "UNITS", "image_space", "pixel_eps"]

@@ -1,5 +1,5 @@
 """The attack functions users call: `attack`, `fgsm`, `pgd`, `mim`, `fgsm_settings`, `make_config`,
-`apgd`, `square`.
+`apgd`, `square`, `fab`.
 
 Each builds the static config of a call and runs one jitted core (`core.run_attack`, `apgd.run_apgd`,
 `square.run_square`).
@@ -8,6 +8,7 @@ import jax
 
 from avjax.attacks.apgd_attack import APGDConfig, run_apgd
 from avjax.attacks.core import AttackConfig, as_model_fns, fgsm_from_one_gradient, nonzero, run_attack
+from avjax.attacks.fab_attack import FABConfig, fab_search
 from avjax.attacks.square_attack import SquareConfig, run_square
 from avjax.attacks.threat import image_space
 from avjax.common import IMAGENET_MEAN, IMAGENET_STD
@@ -15,6 +16,7 @@ from avjax.common import IMAGENET_MEAN, IMAGENET_STD
 _run = jax.jit(run_attack, static_argnames=("cfg",))
 _run_apgd = jax.jit(run_apgd, static_argnames=("cfg",))
 _run_square = jax.jit(run_square, static_argnames=("cfg",))
+_fab_search = jax.jit(fab_search, static_argnames=("cfg",))
 
 
 def make_config(method, *, eps_visual, eps_audio, units="pixel", steps=10, step_fraction=1.0 / 8.0,
@@ -105,3 +107,20 @@ def square(logits_fn, image, audio, label, *, eps_visual, eps_audio, key, **opti
     """Score-based Square attack; options as `square_config`. -> ((adv_image, adv_audio), queries (B,))."""
     cfg = square_config(eps_visual=eps_visual, eps_audio=eps_audio, **options)
     return _run_square(as_model_fns(logits_fn), image, audio, label, eps_visual, eps_audio, cfg, key)
+
+
+def fab_config(*, eps_visual, eps_audio, units="pixel", steps=100, restarts=1, eta=1.05, beta=0.9, alpha_max=0.1,
+               unroll=1, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> FABConfig:
+    """The static FABConfig of a FAB call (the reference hyper-parameters by default)."""
+    return FABConfig(steps=steps, restarts=restarts, eta=eta, beta=beta, alpha_max=alpha_max,
+                     attack_visual=nonzero(eps_visual), attack_audio=nonzero(eps_audio),
+                     space=image_space(units, mean, std), unroll=unroll)
+
+
+def fab(logits_fn, image, audio, label, *, eps_visual, eps_audio, key, return_radius=False, **options):
+    """FAB-L-inf (minimal perturbation); options as `fab_config`. -> (adv_image, adv_audio): the smallest
+    adversarial point found when it lies in the eps balls, else the clean input; with `return_radius`, also
+    per example the smallest ||(x' - x) / eps||_inf of an adversarial point found (inf where none)."""
+    cfg = fab_config(eps_visual=eps_visual, eps_audio=eps_audio, **options)
+    adv_v, adv_a, radius = _fab_search(as_model_fns(logits_fn), image, audio, label, eps_visual, eps_audio, cfg, key)
+    return (adv_v, adv_a, radius) if return_radius else (adv_v, adv_a)
