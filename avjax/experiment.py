@@ -6,6 +6,8 @@ Layout of a workdir:
     runs/<name>/train.json     validation history, best epoch, test accuracy
     tb/                        TensorBoard events
     results.json, results.md, figures/
+With `config.seeds = N > 1` each seed's run has this layout in `seed_<seed>/`, and the top level holds
+results.md / results.json / figures / report over the seeds (`run_seeds`).
 """
 import copy
 import dataclasses
