@@ -82,5 +82,6 @@ def get_config(arg=None):
         c.data.synthetic.image_size = 32
         c.data.synthetic.audio_len = 4096
         config_base.runlocal(c, batch_size=8)
+        c.eval.loop = "fori"  # smoke runs are bound by compile time (see the main job above)
         c.eval.sweep_eps = (0.0, 0.01)
     return c

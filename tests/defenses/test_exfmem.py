@@ -209,15 +209,17 @@ def test_standard_protocol_with_adaptive_attacks_writes_the_leaderboard(defense_
         config.eval.protocol = "standard"
         config.eval.max_examples = 8
         config.eval.standard.update(apgd_steps=3, target_classes=2, square_queries=8, settings_run=("xAV",),
-                                    adaptive=("bpda_identity", "bpda_ridge"))
+                                    adaptive=("bpda_identity", "bpda_ridge"),
+                                    fab=False)  # FAB: tests/attacks/test_fab.py, test_strong_attacks.py
     experiment.run(config, workdir)
     board = json.load(open(os.path.join(workdir, "leaderboard.json")))["entries"]
     entries = {e["model"]: e for e in board}
     assert set(entries) == {"exfmem"}
-    assert set(entries["exfmem"]["attacks"]) >= {"apgd-ce/bpda_identity", "apgd-ce/bpda_ridge", "transfer"}
+    assert set(entries["exfmem"]["attacks"]) >= {"apgd-ce/bpda_identity", "apgd-ce/bpda_ridge", "transfer",
+                                                 "feature-collision"}
     standard = protocol.ProtocolSpec.from_config(config.eval)   # an undefended model gets neither
-    assert not any("bpda" in a or a == "transfer" for a in standard.attack_list(has_memory=False,
-                                                                                has_transfer=False))
+    assert not any("bpda" in a or a in ("transfer", "feature-collision")
+                   for a in standard.attack_list(has_memory=False, has_transfer=False))
     for e in board:
         assert e["threat_model"]["units"] == config.eval.units and e["n"] == 8
         assert list(e["robust_accuracy"]) == ["xAV"]
