@@ -58,15 +58,23 @@ def markdown(results: dict, spec, baseline: str, title: str) -> str:
     lines += clean_and_method_tables(results, spec, baseline)
     lines += fusion_table(results, spec)
     sweeps = {n: r["sweep"] for n, r in results.items() if "sweep" in r}
-    if sweeps:
-        first = next(iter(sweeps.values()))
-        lines += ["", f"## Accuracy vs eps ({first['method'].upper()})", "",
-                  "| model | setting | " + " | ".join(f"{e * 1e3:g}e-3" for e in first["eps"]) + " |",
-                  "|---|---|" + "---|" * len(first["eps"])]
-        for name, sw in sweeps.items():
-            for setting in SETTINGS:
-                lines.append(f"| {label(name, results[name])} | {setting} | " + " | ".join(f"{a:.1f}" for a in sw[setting]) + " |")
+    lines += sweep_table(sweeps, {n: label(n, r) for n, r in results.items()},
+                         lambda sw, setting: [f"{a:.1f}" for a in sw[setting]])
     return "\n".join(lines) + "\n"
+
+
+def sweep_table(sweeps: dict, labels: dict, cells, note: str = "") -> list[str]:
+    """The accuracy-vs-eps section: one row per model and setting, `cells(sweep, setting)` per eps."""
+    if not sweeps:
+        return []
+    first = next(iter(sweeps.values()))
+    lines = ["", f"## Accuracy vs eps ({first['method'].upper()}{note})", "",
+             "| model | setting | " + " | ".join(f"{e * 1e3:g}e-3" for e in first["eps"]) + " |",
+             "|---|---|" + "---|" * len(first["eps"])]
+    for name, sw in sweeps.items():
+        for setting in SETTINGS:
+            lines.append(f"| {labels.get(name, name)} | {setting} | " + " | ".join(cells(sw, setting)) + " |")
+    return lines
 
 
 def header(results: dict, spec, baseline: str) -> str:

@@ -14,6 +14,7 @@ import dataclasses
 
 import numpy as np
 
+from avjax.evaluation import report
 from avjax.evaluation.robustness import SETTINGS
 
 CELLS = ("clean",) + SETTINGS
@@ -156,15 +157,8 @@ def markdown(summary: dict, found: list[Finding], labels: dict, *, seeds, confid
                   f"Each claim checked in every seed (margin in accuracy points; the mean difference with its "
                   f"{pct} paired bootstrap interval):", ""]
         lines += [f"- {'✓' if f.holds else '✗'} {f.text()}" for f in found]
-    if sweeps:
-        some = next(iter(sweeps.values()))
-        lines += ["", f"## Accuracy vs eps ({some['method'].upper()}, mean ± std over seeds)", "",
-                  "| model | setting | " + " | ".join(f"{e * 1e3:g}e-3" for e in some["eps"]) + " |",
-                  "|---|---|" + "---|" * len(some["eps"])]
-        for name, sw in sweeps.items():
-            for setting in SETTINGS:
-                cells = [f"{m:.1f} ± {s:.1f}" for m, s in zip(sw[setting], sw[setting + "_std"])]
-                lines.append(f"| {labels.get(name, name)} | {setting} | " + " | ".join(cells) + " |")
+    lines += report.sweep_table(sweeps, labels, lambda sw, setting: [
+        f"{m:.1f} ± {s:.1f}" for m, s in zip(sw[setting], sw[setting + "_std"])], note=", mean ± std over seeds")
     lines += ["", "Each seed's own results.md (with every other section of a single run) is in "
               + ", ".join(f"`seed_{s}/results.md`" for s in seeds) + "."]
     return "\n".join(lines) + "\n"
