@@ -53,10 +53,8 @@ def competent_attack(nets, method, z, a, y, eps_v, eps_a, steps=10, lower=None, 
     def grads(zz, aa):
         zz, aa = zz.detach().requires_grad_(atk_v), aa.detach().requires_grad_(atk_a)
         logits = classifier(frame(zz) if atk_v else f_v0, sound(aa) if atk_a else f_a0)
-        wrt = [t for t, on in ((zz, atk_v), (aa, atk_a)) if on]
-        g = dict(zip([on for on in ("v", "a") if {"v": atk_v, "a": atk_a}[on]],
-                     torch.autograd.grad(F.cross_entropy(logits, y), wrt)))
-        return g.get("v"), g.get("a")
+        grads = iter(torch.autograd.grad(F.cross_entropy(logits, y), [t for t in (zz, aa) if t.requires_grad]))
+        return (next(grads) if atk_v else None), (next(grads) if atk_a else None)
 
     def l1(g):
         return g / g.abs().sum(dim=tuple(range(1, g.dim())), keepdim=True).clamp_min(1e-12)

@@ -113,7 +113,7 @@ def fab_search(logits_fn, image, audio, label, eps_visual, eps_audio, cfg: FABCo
     one_hot_y = jax.nn.one_hot(label, num_classes, dtype=image.dtype)
 
     def boundary(u):
-        """(w, b) of the closest linearised boundary f_j - f_y = 0 (j != y) at u, and whether u is fooled."""
+        """(w, b) of the closest linearised boundary f_j - f_y = 0 (j != y) at u."""
         logits, vjp = jax.vjp(logits_at, u)
         cotangents = jnp.eye(num_classes, dtype=logits.dtype)[:, None, :] * jnp.ones((1, batch, 1), logits.dtype)
         grads = jax.vmap(lambda ct: vjp(ct)[0])(cotangents)                  # (K, B, n): d f_k / d u
@@ -124,7 +124,7 @@ def fab_search(logits_fn, image, audio, label, eps_visual, eps_audio, cfg: FABCo
         distance = jnp.where(one_hot_y > 0, jnp.inf, distance)
         j = jnp.argmin(distance, -1)
         pick = lambda t: jnp.take_along_axis(t, j.reshape((-1,) + (1,) * (t.ndim - 1)), 1)[:, 0]  # noqa: E731
-        return pick(w), pick(b), jnp.argmax(logits, -1) != label
+        return pick(w), pick(b)
 
     def norm(u):
         return jnp.max(jnp.abs(u), -1)
@@ -135,7 +135,7 @@ def fab_search(logits_fn, image, audio, label, eps_visual, eps_audio, cfg: FABCo
 
         def step(carry, _):
             u, best, best_norm = carry
-            w, b, _ = boundary(u)
+            w, b = boundary(u)
             d_k = linf_projection(w, b, lo - u, hi - u)                       # from the current point
             d_0 = linf_projection(w, b - jnp.sum(w * u, -1), lo, hi)          # from the original, same plane
             nk, n0 = norm(d_k), norm(d_0)

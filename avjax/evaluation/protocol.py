@@ -26,7 +26,7 @@ import numpy as np
 from avjax import attacks, parallel
 from avjax.configs.base import build_spec
 from avjax.evaluation.progress import NoProgress
-from avjax.evaluation.robustness import NON_FINITE, SETTINGS, _correct, _gather, eval_batches
+from avjax.evaluation.robustness import NON_FINITE, SETTING_MODALITIES, SETTINGS, _correct, _gather, eval_batches
 
 log = logging.getLogger(__name__)
 CHECKS = ("more_steps", "large_eps", "black_box", "transfer")
@@ -127,7 +127,7 @@ def attack_once(fns, batch, eps_visual, eps_audio, key, transfer_fns=None, *, sp
     """Correctness (B,) int8 of `fns` on `batch` under attack program `kind` (see `program_of`) in
     setting `setting` at (eps_visual, eps_audio) (traced: one program serves every eps)."""
     image, audio, label = batch["image"], batch["audio"], batch["label"]
-    on_v, on_a = ((False, True), (True, False), (True, True))[setting]
+    on_v, on_a = SETTING_MODALITIES[SETTINGS[setting]]
     flags = dict(eps_visual=float(on_v), eps_audio=float(on_a))        # which modalities (static)
     common = dict(units=spec.units, mean=spec.mean, std=spec.std)
     if kind == "fab":

@@ -93,15 +93,6 @@ def adversarial_inputs(fns, batch, spec: EvalSpec, method: str) -> list:
     return advs
 
 
-def attack_batch(fns, batch, spec: EvalSpec, method: str):
-    """-> {'clean': (B,) bool, 'xA': ..., 'xV': ..., 'xAV': ...} correctness per example."""
-    image, audio, label = batch["image"], batch["audio"], batch["label"]
-    out = {"clean": _correct(fns, image, audio, label)}
-    for name, (adv_v, adv_a) in zip(SETTINGS, adversarial_inputs(fns, batch, spec, method)):
-        out[name] = _correct(fns, adv_v, adv_a, label)
-    return out
-
-
 SETTING_MODALITIES = {"xA": (False, True), "xV": (True, False), "xAV": (True, True)}  # (visual, audio)
 
 
@@ -147,20 +138,18 @@ def method_batch(fns, batch, spec: EvalSpec, method: str, clean) -> dict:
 def sweep_batch(fns, batch, spec: EvalSpec, eps_values, clean) -> dict:
     """{setting: (E, B) correctness} for eps in `eps_values` (xAV uses eps on both); eps 0 is the clean
     result (an attack with eps 0 leaves the input unchanged)."""
-    out = {}
-    for name in SETTINGS:
-        rows = []
-        for eps in eps_values:
-            if eps == 0:
-                rows.append(clean)
-            elif spec.sweep_method == "fgsm":
-                settings = tuple((eps * on_v, eps * on_a) for on_v, on_a in SETTING_MODALITIES.values())
-                rows.append(_jit_fgsm(fns, batch, spec, settings)[name])
-            else:
-                rows.append(_jit_setting(fns, batch, jnp.float32(eps), jnp.float32(eps), spec,
-                                         spec.sweep_method, name))
-        out[name] = jnp.stack(rows)
-    return out
+    rows = {name: [] for name in SETTINGS}
+    for eps in eps_values:
+        if eps == 0:
+            res = {name: clean for name in SETTINGS}
+        elif spec.sweep_method == "fgsm":  # one gradient serves the three settings
+            res = _jit_fgsm(fns, batch, spec, tuple((eps * v, eps * a) for v, a in SETTING_MODALITIES.values()))
+        else:
+            res = {name: _jit_setting(fns, batch, jnp.float32(eps), jnp.float32(eps), spec, spec.sweep_method, name)
+                   for name in SETTINGS}
+        for name in SETTINGS:
+            rows[name].append(res[name])
+    return {name: jnp.stack(r) for name, r in rows.items()}
 
 
 def _gather(x):
