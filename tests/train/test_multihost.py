@@ -60,7 +60,8 @@ def test_two_processes_on_loopback_match_one_process():
     # No shared compilation cache: a process that loads a program the other is still compiling runs ahead,
     # and gloo gives a collective 30 s for the other to arrive.
     base = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
-    base.update(JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=1")
+    base.update(JAX_PLATFORMS="cpu",
+                XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=1")
     procs = [subprocess.Popen([sys.executable, "-c", SCRIPT], cwd=REPO, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True,
                               env=dict(base, JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}",
