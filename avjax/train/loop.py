@@ -97,15 +97,41 @@ def _to_host(tree):
 
 @dataclasses.dataclass(frozen=True)
 class RunSetup:
-    """Everything a run is built from: model, optimizer, mesh, batch sizes and the initial state."""
+    """Everything a run is built from: model, optimizer, its jitted steps, mesh, batch sizes and the
+    initial state."""
 
     model: object
     optimizer: object
+    train_step: object   # jitted (state, batch, key) -> (state, metrics), the state donated
+    eval_step: object    # jitted (state, batch) -> sums
     mesh: object
     local_batch: int
     steps_per_epoch: int
     total_steps: int
     state: object   # initial TrainState on the host (the template checkpoints are restored into)
+
+
+_STEP_PROGRAMS: dict = {}
+_STEP_PROGRAMS_KEPT = 4
+
+
+def step_programs(model, train_cfg, steps_per_epoch, mesh):
+    """-> (optimizer, jitted train step, jitted eval step) of a run. Runs whose model, training config,
+    epoch length and mesh are equal (the seeds of one job, a run resumed in the same process) get the
+    same objects, so JAX's in-memory cache serves their programs: without it each seed traced, lowered
+    and loaded them again (~50 s per seed of the default job on a 2-core CPU)."""
+    key = (model, train_cfg.to_json(sort_keys=True), steps_per_epoch, mesh)
+    if key not in _STEP_PROGRAMS:
+        if len(_STEP_PROGRAMS) >= _STEP_PROGRAMS_KEPT:
+            _STEP_PROGRAMS.clear()
+        optimizer = make_optimizer(train_cfg, steps_per_epoch)
+        train_step, eval_step = make_steps(model, optimizer, train_cfg.defense)
+        rep, dat = parallel.replicated(mesh), parallel.data_sharded(mesh)
+        _STEP_PROGRAMS[key] = (
+            optimizer,
+            jax.jit(train_step, in_shardings=(rep, dat, rep), out_shardings=(rep, rep), donate_argnums=0),
+            jax.jit(eval_step, in_shardings=(rep, dat), out_shardings=rep))
+    return _STEP_PROGRAMS[key]
 
 
 def setup_run(config, sources, transforms, *, init_variables=None) -> RunSetup:
@@ -117,13 +143,13 @@ def setup_run(config, sources, transforms, *, init_variables=None) -> RunSetup:
     steps_per_epoch = len(sources["train"]) // tc.batch_size
     if steps_per_epoch == 0:
         raise ValueError(f"train split has {len(sources['train'])} examples, fewer than one batch")
-    optimizer = make_optimizer(tc, steps_per_epoch)
+    optimizer, train_step, eval_step = step_programs(model, tc, steps_per_epoch, mesh)
     example = first_example(sources, transforms)
     state = init_state(model, optimizer, jax.random.key(config.seed), np.shape(example["image"]),
                        np.shape(example["audio"])[-1], config.model.num_classes, defense=tc.defense.name,
                        init_variables=init_variables, visual_init=tc.get("visual_init", ""))
     log.info("%s\n%s", type(model).__name__, parameter_overview(state.params))
-    return RunSetup(model, optimizer, mesh, local_batch, steps_per_epoch, steps_per_epoch * tc.num_epochs,
+    return RunSetup(model, optimizer, train_step, eval_step, mesh, local_batch, steps_per_epoch, steps_per_epoch * tc.num_epochs,
                     state)
 
 
@@ -163,10 +189,7 @@ def train_and_evaluate(config, workdir, sources, transforms, *, writer=None, ini
     run = setup_run(config, sources, transforms, init_variables=init_variables)
     mesh = run.mesh
     scalars = functools.partial(_scalars, writer)
-    train_step, eval_step = make_steps(run.model, run.optimizer, tc.defense)
-    rep, dat = parallel.replicated(mesh), parallel.data_sharded(mesh)
-    p_train = jax.jit(train_step, in_shardings=(rep, dat, rep), out_shardings=(rep, rep), donate_argnums=0)
-    p_eval = jax.jit(eval_step, in_shardings=(rep, dat), out_shardings=rep)
+    p_train, p_eval = run.train_step, run.eval_step
     evaluate = functools.partial(evaluate_split, p_eval, local_batch=run.local_batch, mesh=mesh,
                                  workers=config.data.workers)
     ds = pipeline.train_dataset(sources["train"], transforms["train"], batch_size=run.local_batch,
