@@ -110,15 +110,17 @@ def square(logits_fn, image, audio, label, *, eps_visual, eps_audio, key, **opti
 
 
 def fab_config(*, eps_visual, eps_audio, units="pixel", steps=100, restarts=1, eta=1.05, beta=0.9, alpha_max=0.1,
-               unroll=1, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> FABConfig:
-    """The static FABConfig of a FAB call (the reference hyper-parameters by default)."""
+               unroll=1, targeted=False, target_classes=9, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> FABConfig:
+    """The static FABConfig of a FAB call (the reference hyper-parameters by default; `targeted`: FAB-T over
+    the top `target_classes` runner-up classes)."""
     return FABConfig(steps=steps, restarts=restarts, eta=eta, beta=beta, alpha_max=alpha_max,
                      attack_visual=nonzero(eps_visual), attack_audio=nonzero(eps_audio),
-                     space=image_space(units, mean, std), unroll=unroll)
+                     space=image_space(units, mean, std), unroll=unroll, targeted=targeted,
+                     target_classes=target_classes)
 
 
 def fab(logits_fn, image, audio, label, *, eps_visual, eps_audio, key, return_radius=False, **options):
-    """FAB-L-inf (minimal perturbation); options as `fab_config`. -> (adv_image, adv_audio): the smallest
+    """FAB-L-inf or FAB-T (minimal perturbation); options as `fab_config`. -> (adv_image, adv_audio): the smallest
     adversarial point found when it lies in the eps balls, else the clean input; with `return_radius`, also
     per example the smallest ||(x' - x) / eps||_inf of an adversarial point found (inf where none)."""
     cfg = fab_config(eps_visual=eps_visual, eps_audio=eps_audio, **options)

@@ -1,4 +1,5 @@
-"""FAB (Croce & Hein, ICML 2020), L-inf, untargeted: the minimal adversarial perturbation, on audio, vision or both.
+"""FAB (Croce & Hein, ICML 2020), L-inf, untargeted or targeted (FAB-T): the minimal adversarial perturbation, on
+audio, vision or both.
 
 Two modalities with their own eps are one L-inf problem in scaled coordinates u = (x - x0) / eps per modality
 (the frame in the attack space of its units): the threat model's ball is ||u||_inf <= 1, and FAB minimises
@@ -12,6 +13,11 @@ towards the original, u <- beta u (beta = 0.9), so the search walks along the bo
 Per example the smallest adversarial u found is kept; the attack returns it when it lies inside the eps ball
 (||u||_inf <= 1), else the clean input (a fixed-budget evaluation). Restarts start from a random point of the
 ball (`restarts`); loops are `lax.scan` (partial `unroll`). Every example's attack depends only on it.
+
+FAB-T (`targeted`, AutoAttack's version) runs the search once per target class t among the `target_classes`
+classes the clean model ranks highest after the true one, always towards the one boundary f_t - f_y = 0: one
+gradient a step instead of one per class (K), so its cost does not grow with the number of classes. Success is
+still any misclassification, and the smallest adversarial point over all targets and restarts is kept.
 """
 import dataclasses
 
@@ -38,10 +44,12 @@ class FABConfig:
     attack_audio: bool = True
     space: ImageSpace = ImageSpace()
     unroll: int = 1
+    targeted: bool = False     # FAB-T: towards each of the top `target_classes` runner-up classes in turn
+    target_classes: int = 9
 
     def __post_init__(self):
-        if self.steps < 1 or self.restarts < 1 or self.unroll < 1:
-            raise ValueError("steps, restarts and unroll must be >= 1")
+        if self.steps < 1 or self.restarts < 1 or self.unroll < 1 or self.target_classes < 1:
+            raise ValueError("steps, restarts, unroll and target_classes must be >= 1")
 
 
 def linf_projection(w, c, lo, hi):
@@ -112,9 +120,12 @@ def fab_search(logits_fn, image, audio, label, eps_visual, eps_audio, cfg: FABCo
     num_classes = logits_at(jnp.zeros((batch, n), image.dtype)).shape[-1]
     one_hot_y = jax.nn.one_hot(label, num_classes, dtype=image.dtype)
 
-    def boundary(u):
-        """(w, b) of the closest linearised boundary f_j - f_y = 0 (j != y) at u."""
+    def boundary(u, target):
+        """(w, b) of the linearised boundary f_j - f_y = 0 at u: j = target (FAB-T), else the closest j != y."""
         logits, vjp = jax.vjp(logits_at, u)
+        if cfg.targeted:
+            direction = jax.nn.one_hot(target, num_classes, dtype=logits.dtype) - one_hot_y
+            return vjp(direction)[0], jnp.sum(logits * direction, -1)
         cotangents = jnp.eye(num_classes, dtype=logits.dtype)[:, None, :] * jnp.ones((1, batch, 1), logits.dtype)
         grads = jax.vmap(lambda ct: vjp(ct)[0])(cotangents)                  # (K, B, n): d f_k / d u
         grad_y = jnp.einsum("kbn,bk->bn", grads, one_hot_y)
@@ -129,13 +140,13 @@ def fab_search(logits_fn, image, audio, label, eps_visual, eps_audio, cfg: FABCo
     def norm(u):
         return jnp.max(jnp.abs(u), -1)
 
-    def one_run(start):
+    def one_run(start, target):
         best = jnp.zeros((batch, n), image.dtype)
         best_norm = jnp.full((batch,), jnp.inf, image.dtype)
 
         def step(carry, _):
             u, best, best_norm = carry
-            w, b = boundary(u)
+            w, b = boundary(u, target)
             d_k = linf_projection(w, b, lo - u, hi - u)                       # from the current point
             d_0 = linf_projection(w, b - jnp.sum(w * u, -1), lo, hi)          # from the original, same plane
             nk, n0 = norm(d_k), norm(d_0)
@@ -155,14 +166,21 @@ def fab_search(logits_fn, image, audio, label, eps_visual, eps_audio, cfg: FABCo
     starts = [jnp.zeros((batch, n), image.dtype)]
     for k in jax.random.split(key, cfg.restarts)[1:]:  # later restarts: random points of the ball
         starts.append(jnp.clip(jax.random.uniform(k, (batch, n), image.dtype, -1.0, 1.0), lo, hi))
-    best, best_norm = one_run(starts[0])
-    if len(starts) > 1:
-        def body(carry, start):
-            u, un = one_run(start)
-            take = un < carry[1]
-            return (jnp.where(take[:, None], u, carry[0]), jnp.minimum(un, carry[1])), None
+    if cfg.targeted:   # the runner-up classes of the clean input, most likely first: (T, B)
+        clean_logits = jnp.where(one_hot_y > 0, -jnp.inf, logits_at(starts[0]))
+        targets = jnp.argsort(-clean_logits, -1)[:, :min(cfg.target_classes, num_classes - 1)].T
+    else:
+        targets = jnp.zeros((1, batch), jnp.int32)  # unused: the closest boundary is chosen every step
+    runs_start = jnp.tile(jnp.stack(starts), (targets.shape[0], 1, 1))   # every restart for every target
+    runs_target = jnp.repeat(targets, len(starts), axis=0)
 
-        (best, best_norm), _ = jax.lax.scan(body, (best, best_norm), jnp.stack(starts[1:]))
+    def body(carry, run):
+        u, un = one_run(*run)
+        take = un < carry[1]
+        return (jnp.where(take[:, None], u, carry[0]), jnp.minimum(un, carry[1])), None
+
+    initial = (jnp.zeros((batch, n), image.dtype), jnp.full((batch,), jnp.inf, image.dtype))
+    (best, best_norm), _ = jax.lax.scan(body, initial, (runs_start, runs_target))
     inside = best_norm <= 1.0
     u = jnp.where(inside[:, None], jnp.clip(best, -1.0, 1.0), 0.0)
     z, a = split(u)

@@ -138,7 +138,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval.standard = ml_collections.ConfigDict(dict(
         apgd_steps=100, apgd_restarts=1, target_classes=9,     # AutoAttack's standard version
         square_queries=5000, square_p_init=0.8,
-        fab=True,                                              # FAB-L-inf with apgd_steps steps (K gradients a step)
+        fab=True,                                              # FAB-L-inf with apgd_steps steps
+        fab_targeted=True,       # FAB-T over target_classes targets (one gradient a step), else untargeted (K a step)
         adaptive=("unrolled", "bpda_identity", "bpda_ridge"),  # memory gradients of adaptive APGD-CE
         unroll=1,                                              # scan unroll of APGD's step loop
         checklist=True, large_eps_factor=10.0, max_large_eps_accuracy=5.0,

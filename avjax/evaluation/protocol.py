@@ -2,7 +2,8 @@
 
 Per setting of the threat model (xA, xV, xAV at the config's eps, in its units) every example is attacked by
   * APGD-CE and APGD-T (targeted DLR over the runner-up classes; APGD-DLR when a model has < 4 classes),
-  * FAB-L-inf (the minimal perturbation, avjax.attacks.fab_attack; `fab`),
+  * FAB-L-inf (the minimal perturbation, avjax.attacks.fab_attack; `fab`): FAB-T by default (`fab_targeted`:
+    towards each of the `target_classes` runner-up classes, one gradient a step), else untargeted FAB,
   * Square (score-based: no gradients, so gradient masking cannot stop it),
   * for a model with an external memory, APGD-CE through each adaptive surrogate of the coder
     (`adaptive`: 'unrolled', 'bpda_identity', 'bpda_ridge'; the forward pass stays the exact defense),
@@ -30,7 +31,7 @@ from avjax.evaluation.robustness import NON_FINITE, SETTING_MODALITIES, SETTINGS
 
 log = logging.getLogger(__name__)
 CHECKS = ("more_steps", "large_eps", "black_box", "transfer")
-WHITE_BOX = ("apgd-ce", "apgd-t", "fab")
+WHITE_BOX = ("apgd-ce", "apgd-t", "fab", "fab-t")
 HEADERS = {"xA": "✗A", "xV": "✗V", "xAV": "✗AV"}
 
 
@@ -57,7 +58,8 @@ class ProtocolSpec:
     tolerance: float
     seed: int
     settings_run: tuple       # which of xA, xV, xAV the protocol attacks
-    fab: bool = True          # FAB-L-inf (untargeted, apgd_steps steps) in the ensemble
+    fab: bool = True          # FAB-L-inf (apgd_steps steps) in the ensemble
+    fab_targeted: bool = True  # as FAB-T over target_classes targets (AutoAttack's), else untargeted
 
     def __post_init__(self):
         unknown = set(self.settings_run) - set(SETTINGS)
@@ -75,7 +77,8 @@ class ProtocolSpec:
         return ((0.0, self.eps_audio_only), (self.eps_visual_only, 0.0), (self.eps_joint, self.eps_joint))
 
     def attack_list(self, has_memory: bool, has_transfer: bool) -> list[str]:
-        names = ["apgd-ce", "apgd-t"] + (["fab"] if self.fab else []) + ["square"]
+        fab = ["fab-t" if self.fab_targeted else "fab"] if self.fab else []
+        names = ["apgd-ce", "apgd-t"] + fab + ["square"]
         if has_memory:
             names += [f"apgd-ce/{g}" for g in self.adaptive] + ["feature-collision"]
         if self.checklist:
@@ -91,9 +94,10 @@ class ProtocolSpec:
             return dict(apgd, loss="dlr-targeted", target_classes=self.target_classes)
         if name == "square":
             return dict(queries=self.square_queries, p_init=self.square_p_init, loss="margin")
-        if name == "fab":
+        if name in ("fab", "fab-t"):
+            targets = dict(target_classes=self.target_classes) if name == "fab-t" else {}
             return dict(steps=self.apgd_steps, restarts=self.apgd_restarts, eta=1.05, beta=0.9, alpha_max=0.1,
-                        targeted=False, norm="Linf (each modality in units of its eps)")
+                        targeted=name == "fab-t", **targets, norm="Linf (each modality in units of its eps)")
         if name == "apgd-ce/more_steps":
             return dict(apgd, loss="ce", steps=2 * self.apgd_steps, restarts=self.apgd_restarts + 1)
         if name == "large_eps":
@@ -130,9 +134,9 @@ def attack_once(fns, batch, eps_visual, eps_audio, key, transfer_fns=None, *, sp
     on_v, on_a = SETTING_MODALITIES[SETTINGS[setting]]
     flags = dict(eps_visual=float(on_v), eps_audio=float(on_a))        # which modalities (static)
     common = dict(units=spec.units, mean=spec.mean, std=spec.std)
-    if kind == "fab":
-        cfg = attacks.fab_config(steps=spec.apgd_steps, restarts=spec.apgd_restarts, unroll=spec.unroll, **flags,
-                                 **common)
+    if kind in ("fab", "fab-t"):
+        cfg = attacks.fab_config(steps=spec.apgd_steps, restarts=spec.apgd_restarts, unroll=spec.unroll,
+                                 targeted=kind == "fab-t", target_classes=spec.target_classes, **flags, **common)
         adv = attacks.run_fab(fns, image, audio, label, eps_visual, eps_audio, cfg, key)
         return _correct(fns, *adv, label)
     if kind == "feature-collision":

@@ -17,14 +17,16 @@ def linear_model(w_v, w_a, bias):
     return logits_fn
 
 
-def exact_radius(w_v, w_a, bias, image, audio, label, eps_v, eps_a):
+def exact_radius(w_v, w_a, bias, image, audio, label, eps_v, eps_a, classes=None):
     """min over j != y of (f_y - f_j) / (eps_v ||w_vj - w_vy||_1 + eps_a ||w_aj - w_ay||_1): the L-inf
-    distance (in eps units) to misclassification of a linear model when no input bound is active."""
+    distance (in eps units) to misclassification of a linear model when no input bound is active.
+    `classes` (B, T): only the boundaries of these classes (FAB-T's targets)."""
     logits = np.asarray(linear_model(w_v, w_a, bias)(image, audio))
     out = []
     for i, y in enumerate(np.asarray(label)):
+        js = [j for j in range(logits.shape[1]) if j != y] if classes is None else classes[i]
         r = [(logits[i, y] - logits[i, j]) / (eps_v * np.abs(w_v[j] - w_v[y]).sum() + eps_a * np.abs(w_a[j] - w_a[y]).sum())
-             for j in range(logits.shape[1]) if j != y]
+             for j in js]
         out.append(min(r))
     return np.asarray(out)
 
@@ -81,3 +83,29 @@ def test_linf_projection_is_the_smallest_step_that_reaches_the_plane_inside_the_
     np.testing.assert_allclose(d[0], [0.5, -0.5, 0.5], atol=1e-6)
     np.testing.assert_allclose(d[1], [0.5, 1.0, 1.0], atol=1e-6)
     assert np.array_equal(linf_projection(w, jnp.asarray([0.5, 0.0]), lo, hi), np.zeros((2, 3)))
+
+
+@pytest.mark.parametrize("target_classes", [1, 2, 4])
+def test_fab_t_finds_the_closed_form_minimal_perturbation_towards_its_targets(target_classes):
+    """FAB-T searches only towards the top `target_classes` runner-up classes: its radius is the closed-form
+    distance to the nearest of their boundaries (all K - 1 targets: the untargeted minimum)."""
+    rng = np.random.default_rng(4)
+    k, eps_v, eps_a = 5, 0.01, 0.005
+    scale = np.asarray([1, 1, 1, 1, 3], np.float32)[:, None]  # one class with a steep boundary: often nearest
+    w_v = (rng.normal(size=(k, S * S * 3)) * scale).astype(np.float32)
+    w_a = (rng.normal(size=(k, L)) * scale).astype(np.float32)
+    bias = np.zeros(k, np.float32)
+    image = jnp.asarray(rng.uniform(0.4, 0.6, (B, S, S, 3)), jnp.float32)
+    audio = jnp.asarray(rng.uniform(-0.1, 0.1, (B, L)), jnp.float32)
+    fns = linear_model(jnp.asarray(w_v), jnp.asarray(w_a), bias)
+    logits = np.asarray(fns(image, audio))
+    label = jnp.asarray(logits.argmax(-1))
+    runner_up = np.argsort(-logits, -1)[:, 1:1 + target_classes]
+    want = exact_radius(w_v, w_a, bias, image, audio, label, eps_v, eps_a, classes=runner_up)
+    if target_classes == 1:  # the runner-up's boundary is not always the nearest: targeting matters here
+        assert np.any(want > exact_radius(w_v, w_a, bias, image, audio, label, eps_v, eps_a) * 1.05)
+    scale = float(np.max(want)) * 10
+    _, _, radius = attacks.fab(fns, image, audio, label, eps_visual=eps_v * scale, eps_audio=eps_a * scale,
+                               key=jax.random.key(0), steps=30, targeted=True, target_classes=target_classes,
+                               return_radius=True)
+    np.testing.assert_allclose(np.asarray(radius) * scale, want, rtol=0.02)
