@@ -43,7 +43,10 @@ def test_each_example_is_coded_independently_of_its_batch_mates():
     batch = np.asarray(defenses.sparse_code(m, xs))
     for i in (0, 5, 15):
         alone = np.asarray(defenses.sparse_code(m, xs[i:i + 1]))[0]
-        np.testing.assert_allclose(alone, batch[i], rtol=0, atol=1e-6)
+        # float32 rounding only: alone is another matmul shape, which XLA may accumulate in another order
+        # (up to 8e-6 after the coder's iterations, seen under the suite's optimisation level 0); the
+        # batch-coupled released loop below differs by more than 1e-3
+        np.testing.assert_allclose(alone, batch[i], rtol=0, atol=5e-5)
     # the released loop stops on the whole batch's change: an example's code depends on the others
     step = 0.5 / float(defenses.lipschitz(m))
     orig = lambda v: np.asarray(defenses.sparse_code(m, v, solver="ista", variant="original", step=step))  # noqa: E731
