@@ -1,6 +1,7 @@
 """APGD-100 and Square in avjax vs straightforward PyTorch eager versions of the same algorithms.
 
     python benchmarks/strong_attacks.py [--size paper|small] [--steps 100] [--queries 5000] [--repeats 1]
+                                        [--unroll 1] [--warmup 1]
 
 Both modalities attacked (xAV, eps 0.006 normalised units each), the original nets' layout, batch 8 at paper
 size. The PyTorch side is what a competent user writes: parameters frozen (`requires_grad_(False)`),
@@ -8,7 +9,9 @@ gradients w.r.t. the inputs only (`torch.autograd.grad`), Square's queries under
 "original way" column keeps parameter gradients on (as the released code's attack scripts). Square runs
 every query (no example is fooled by random nets' design: `margin` is raised so every example survives),
 so both sides do the same work. Prints the compile time of avjax's programs, median run times, and both
-ratios (< 1: avjax faster). Needs the `torch` extra.
+ratios (< 1: avjax faster). `--unroll` is APGD's scan unroll (avjax's programs are compiled before timing,
+so `--warmup 0` times them fairly; a Square query costs the same whatever the budget, so a smaller
+`--queries` gives its ratio sooner). Needs the `torch` extra.
 """
 import argparse
 import time
@@ -124,6 +127,8 @@ def main():
     p.add_argument("--steps", type=int, default=100)
     p.add_argument("--queries", type=int, default=5000)
     p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--unroll", type=int, default=1)
+    p.add_argument("--warmup", type=int, default=1)
     args = p.parse_args()
     from avjax import attacks, porting
     from avjax.models import AVClassifier
@@ -155,9 +160,10 @@ def main():
         return nets[2](nets[1](z), nets[0](aa))
 
     print(f"jax {jax.__version__}, torch {torch.__version__}; size {args.size}: {size}; "
-          f"APGD-{args.steps}, Square-{args.queries}")
+          f"APGD-{args.steps} (scan unroll {args.unroll}), Square-{args.queries}")
     key = jax.random.key(0)
-    apgd_cfg = attacks.apgd_config(eps_visual=EPS, eps_audio=EPS, units="normalized", steps=args.steps)
+    apgd_cfg = attacks.apgd_config(eps_visual=EPS, eps_audio=EPS, units="normalized", steps=args.steps,
+                                   unroll=args.unroll)
     square_cfg = attacks.square_config(eps_visual=EPS, eps_audio=EPS, units="normalized", queries=args.queries)
     for name, core, cfg in (("APGD", attacks.run_apgd, apgd_cfg), ("Square", attacks.run_square, square_cfg)):
         t0 = time.perf_counter()
@@ -175,7 +181,7 @@ def main():
                 net.requires_grad_(False)
             fns_to_time = {"avjax": run_jax,
                            "torch": lambda: torch_square(torch_net, tz, ta, ty, eps_z, EPS, args.queries, lower, upper)}
-        med = interleaved(fns_to_time, args.repeats, warmup=1 if name == "APGD" else 0)
+        med = interleaved(fns_to_time, args.repeats, warmup=args.warmup if name == "APGD" else 0)
         line = f"{name}: compile {compile_s:.1f} s; " + "; ".join(f"{k} {v:.2f} s" for k, v in med.items())
         ratios = "; ".join(f"ratio avjax/{k} {med['avjax'] / v:.2f}" for k, v in med.items() if k != "avjax")
         print(line + " | " + ratios, flush=True)
