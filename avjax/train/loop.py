@@ -149,8 +149,8 @@ def setup_run(config, sources, transforms, *, init_variables=None) -> RunSetup:
                        np.shape(example["audio"])[-1], config.model.num_classes, defense=tc.defense.name,
                        init_variables=init_variables, visual_init=tc.get("visual_init", ""))
     log.info("%s\n%s", type(model).__name__, parameter_overview(state.params))
-    return RunSetup(model, optimizer, train_step, eval_step, mesh, local_batch, steps_per_epoch, steps_per_epoch * tc.num_epochs,
-                    state)
+    return RunSetup(model, optimizer, train_step, eval_step, mesh, local_batch, steps_per_epoch,
+                    steps_per_epoch * tc.num_epochs, state)
 
 
 def latest_variables(config, workdir, sources, transforms, *, init_variables=None):
