@@ -7,7 +7,7 @@ signed step. All of them:
   * with a `ModelFns`, compute the features of an unattacked modality once and reuse them;
   * apply the model with train=False (no BatchNorm update) in the dtype of the inputs;
   * loop with `lax.fori_loop` (compiled once for any step count) or, with `loop='unroll'`, a
-    Python loop unrolled in the program (faster on XLA:CPU, see benchmarks/attacks.py).
+    Python loop unrolled in the program (as fast on XLA:CPU, longer to compile; benchmarks/attacks.py).
 
 `variant='original'` reproduces the released code's flaws exactly (docs/method.md, "Attacks"): FGSM does not
 clamp audio; MIM normalises the gradient by the L1 norm of the whole batch tensor (one scalar per
@@ -44,7 +44,7 @@ class AttackConfig:
     loss: str = "ce"
     cos_weight: float = 1.0             # weight of mean cos(f_v, f_a) in loss 'ce+cos'
     variant: str = "standard"
-    loop: str = "auto"                  # 'fori' | 'unroll' | 'auto' (unroll on CPU, else fori)
+    loop: str = "auto"                  # 'fori' | 'unroll' | 'auto' (= 'fori')
     attack_visual: bool = True
     attack_audio: bool = True
     space: ImageSpace = ImageSpace()
@@ -59,16 +59,12 @@ class AttackConfig:
 
 
 def resolve_loop(loop: str, fns=None) -> str:
-    """'auto': a Python loop unrolled in the program on XLA:CPU (2x faster there: a while-loop keeps
-    the conv input-gradient off its fast path, see benchmarks/attacks.py), `lax.fori_loop` elsewhere
-    (compiles once for any step count). Models with an external memory always get `fori`: each step
-    holds the sparse coder's own loops, and ten of them unrolled side by side deadlocked XLA:CPU (and
-    would compile ten copies)."""
-    if loop != "auto":
-        return loop
-    if getattr(getattr(fns, "module", None), "memory", None) is not None:
-        return "fori"
-    return "unroll" if jax.default_backend() == "cpu" else "fori"
+    """'auto' is `lax.fori_loop` on every backend: compiled once for any step count, and on XLA:CPU as
+    fast as the unrolled loop since the nets' convolutions have canonical input gradients
+    (avjax/models/canonical_conv.py; benchmarks/attacks.py measures both). 'unroll' stays available: a
+    Python loop unrolled in the program (compile time grows with the steps)."""
+    del fns
+    return "fori" if loop == "auto" else loop
 
 
 def as_model_fns(logits_fn):

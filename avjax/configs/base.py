@@ -119,7 +119,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval.steps = 10
     c.eval.step_fraction = 1.0 / 8.0   # PGD / MIM step = eps * step_fraction
     c.eval.momentum = 1.0              # MIM decay factor mu
-    c.eval.loop = "auto"               # attack loop: unroll on CPU, fori_loop elsewhere
+    c.eval.loop = "auto"               # attack loop: 'auto' = 'fori' (lax.fori_loop), or 'unroll'
     # (eps_visual, eps_audio) of the single-audio, single-visual and joint settings (main_attack.py)
     c.eval.eps_audio_only = 0.012
     c.eval.eps_visual_only = 0.012

@@ -9,6 +9,7 @@ from typing import Any
 import jax.numpy as jnp
 from flax import linen as nn
 
+from avjax.models.canonical_conv import conv_general_dilated
 from avjax.models.layers import BatchNorm, max_pool_1d_pairs, scaled_channels, torch_bias_init, torch_kernel_init
 
 
@@ -33,6 +34,7 @@ class AudioNet(nn.Module):
                 x = nn.Conv(
                     ch, (3,), strides=(2,), padding=((1, 1),), use_bias=True,
                     kernel_init=torch_kernel_init(), bias_init=torch_bias_init(3 * in_ch),
+                    conv_general_dilated=conv_general_dilated,
                     dtype=self.dtype, param_dtype=self.param_dtype,
                     name=f"block{block}_conv{j}")(x)
                 x = BatchNorm(dtype=self.dtype, param_dtype=self.param_dtype,

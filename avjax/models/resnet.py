@@ -9,6 +9,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from avjax.common import IMAGENET_MEAN, IMAGENET_STD
+from avjax.models.canonical_conv import conv_general_dilated
 from avjax.models.layers import BatchNorm, max_pool_3x3_s2_p1, scaled_channels
 
 
@@ -27,7 +28,7 @@ class BasicBlock(nn.Module):
     def __call__(self, x, *, train: bool):
         conv = lambda ch, k, s, p, name: nn.Conv(  # noqa: E731
             ch, (k, k), strides=(s, s), padding=((p, p), (p, p)), use_bias=False,
-            kernel_init=torchvision_conv_init(), dtype=self.dtype,
+            kernel_init=torchvision_conv_init(), conv_general_dilated=conv_general_dilated, dtype=self.dtype,
             param_dtype=self.param_dtype, name=name)
         bn = lambda name: BatchNorm(dtype=self.dtype, param_dtype=self.param_dtype, name=name)  # noqa: E731
         identity = x
@@ -67,8 +68,8 @@ class ResNet18(nn.Module):
         x = (image - mean) / std
         chans = scaled_channels(self.width)
         x = nn.Conv(chans[0], (7, 7), strides=(2, 2), padding=((3, 3), (3, 3)), use_bias=False,
-                    kernel_init=torchvision_conv_init(), dtype=self.dtype,
-                    param_dtype=self.param_dtype, name="conv1")(x)
+                    kernel_init=torchvision_conv_init(), conv_general_dilated=conv_general_dilated,
+                    dtype=self.dtype, param_dtype=self.param_dtype, name="conv1")(x)
         x = BatchNorm(dtype=self.dtype, param_dtype=self.param_dtype, name="bn1")(x, train=train)
         x = max_pool_3x3_s2_p1(nn.relu(x))
         self.sow("intermediates", "stem", x)
