@@ -1,6 +1,6 @@
 """Attack cost in avjax vs PyTorch eager on the same nets (CPU, 2 threads), against two baselines.
 
-    python benchmarks/attacks.py [--repeats 3] [--size paper|small] [--parts a,b]
+    python benchmarks/attacks.py [--repeats 3] [--size paper|small] [--parts a,b] [--loops fori,unroll]
 
 Baselines: "torch competent", what a competent user writes (parameters frozen, gradients w.r.t. the
 attacked inputs only, the unattacked branch's features once under no_grad, evaluation forward under
@@ -59,6 +59,7 @@ def main():
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--size", default="paper")
     p.add_argument("--parts", default="a,b")
+    p.add_argument("--loops", default="fori,unroll", help="avjax attack loops to time ('fori' is the default)")
     args = p.parse_args()
     import torch
 
@@ -87,18 +88,18 @@ def main():
             return lambda: jax.block_until_ready(attacks.pgd(fns, x, a, y, eps_visual=0.006, eps_audio=0.006,
                                                              units="normalized", loop=loop))
 
-        med = interleaved({"avjax fori": jax_pgd("fori"), "avjax unroll": jax_pgd("unroll"),
-                           "torch competent": lambda: competent_attack(nets, "pgd", tz, ta_, ty, 0.006, 0.006,
-                                                                       lower=lower, upper=upper),
-                           "torch original way": lambda: original_way(ta.pgd, torch_net, tz, ta_, ty, 0.006, 0.006)},
-                          args.repeats, warmup=2)
-        for k in ("avjax fori", "avjax unroll"):
+        loops = args.loops.split(",")
+        torch_runs = {"torch competent": lambda: competent_attack(nets, "pgd", tz, ta_, ty, 0.006, 0.006,
+                                                                  lower=lower, upper=upper),
+                      "torch original way": lambda: original_way(ta.pgd, torch_net, tz, ta_, ty, 0.006, 0.006)}
+        med = interleaved({f"avjax {loop}": jax_pgd(loop) for loop in loops} | torch_runs, args.repeats, warmup=2)
+        for k in (f"avjax {loop}" for loop in loops):
             print(f"(a) PGD-10 AV  {k:13s} {med[k]:7.2f} s | torch competent {med['torch competent']:7.2f} s | "
                   f"torch original way {med['torch original way']:7.2f} s | {ratios(med, k)}", flush=True)
 
     if "b" in args.parts:
         batch = {"image": x, "audio": a, "label": y}
-        for loop in ("fori", "unroll"):
+        for loop in args.loops.split(","):
             spec = robustness.EvalSpec.from_config(base_config().eval, units="normalized", loop=loop)
 
             def jax_all(spec=spec):

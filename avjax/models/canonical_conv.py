@@ -6,8 +6,12 @@ reversed kernel, whose input and output feature dimensions are swapped in the di
 the entry computation (its ConvCanonicalization pass visits top-level convolutions); inside a `while`
 body (`fori_loop`, `scan`) they stay on a generic path, which made an attack step in a loop about 1.8x
 slower than the same step unrolled. Here the input gradient swaps the two kernel axes in the data, so
-the convolution is canonical wherever it runs. Values and both gradients are those of
-`lax.conv_general_dilated` (tests/models/test_canonical_conv.py).
+the convolution is canonical wherever it runs. The input gradient of a strided convolution is computed
+by polyphase decomposition (one stride-1 convolution, then depth-to-space) instead of convolving the
+output gradient with zeros inserted between its elements: 3/4 fewer multiply-adds for the ResNet's
+stride-2 convolutions, 1/2 for the audio net's (input gradients of ResNet18 at 224x224 ~11 % faster,
+of the audio net at 65535 samples ~29 %, on a 2-core CPU). Values and both gradients are those of
+`lax.conv_general_dilated` up to float rounding (tests/models/test_canonical_conv.py).
 
 Grouped convolutions and `preferred_element_type` (unused by avjax's nets) go to `lax` unchanged.
 """
@@ -60,8 +64,49 @@ def _canonical_fwd(conv, lhs, rhs):
     return conv(lhs, rhs), (lhs, rhs)
 
 
+def _channels_last(conv: _Conv, ndim: int) -> bool:
+    """Whether the dimension numbers are flax's: (batch, spatial..., feature) and (spatial..., in, out)."""
+    spatial = tuple(range(1, ndim - 1))
+    lhs_spec, rhs_spec, out_spec = conv.dimension_numbers
+    return (tuple(lhs_spec) == tuple(out_spec) == (0, ndim - 1) + spatial
+            and tuple(rhs_spec) == (ndim - 1, ndim - 2) + tuple(range(ndim - 2)))
+
+
+def _polyphase_input_gradient(conv: _Conv, g, rhs, lhs_shape):
+    """The input gradient of a strided convolution as one stride-1 convolution and a depth-to-space.
+
+    With stride s, input element n = s*q + t - pad_lo (phase t < s) receives sum_j g[q - j] w[s*j + t]:
+    for each phase a stride-1 correlation of g with the reversed sub-kernel w[t::s]. The phases are
+    stacked as output features of one convolution. `lax`'s rule instead convolves g dilated with s - 1
+    zeros between elements, so (s^d - 1)/s^d of its multiply-adds read zeros (3/4 for ResNet's 2x2
+    strides, 1/2 for the audio net's)."""
+    nd = g.ndim - 2
+    kernel_sizes, strides = rhs.shape[:nd], conv.window_strides
+    n_in, n_out = rhs.shape[nd], rhs.shape[nd + 1]
+    taps = [-(-k // s) for k, s in zip(kernel_sizes, strides)]  # J: sub-kernel length per dimension
+    w = jnp.pad(rhs, [(0, j * s - k) for j, s, k in zip(taps, strides, kernel_sizes)] + [(0, 0), (0, 0)])
+    w = w.reshape(sum(([j, s] for j, s in zip(taps, strides)), []) + [n_in, n_out])  # [j0, t0, j1, t1, .., i, o]
+    w = lax.rev(w, tuple(range(0, 2 * nd, 2)))
+    w = w.transpose(tuple(range(0, 2 * nd, 2)) + (2 * nd + 1,) + tuple(range(1, 2 * nd, 2)) + (2 * nd,))
+    w = w.reshape(tuple(taps) + (n_out, int(np.prod(strides)) * n_in)).astype(g.dtype)  # [j.., o, (t.., i)]
+    lhs_sizes, pad_lo = lhs_shape[1:-1], [lo for lo, _ in conv.padding]
+    phases = [-(-(n + lo) // s) for n, lo, s in zip(lhs_sizes, pad_lo, strides)]  # Q: outputs per phase
+    out = lax.conv_general_dilated(
+        g, w, (1,) * nd, [(j - 1, q - o) for j, q, o in zip(taps, phases, g.shape[1:-1])],
+        dimension_numbers=conv.dimension_numbers, precision=conv.precision)
+    out = out.reshape((g.shape[0],) + tuple(phases) + tuple(strides) + (n_in,))
+    out = out.transpose((0,) + sum(((1 + d, 1 + nd + d) for d in range(nd)), ()) + (2 * nd + 1,))
+    out = out.reshape((g.shape[0],) + tuple(q * s for q, s in zip(phases, strides)) + (n_in,))
+    return out[(slice(None),) + tuple(slice(lo, lo + n) for lo, n in zip(pad_lo, lhs_sizes))]
+
+
 def _canonical_bwd(conv, residuals, g):
     lhs, rhs = residuals
+    if (any(s > 1 for s in conv.window_strides) and set(conv.lhs_dilation) == set(conv.rhs_dilation) == {1}
+            and _channels_last(conv, lhs.ndim)):
+        d_lhs = _polyphase_input_gradient(conv, g, rhs, lhs.shape).astype(lhs.dtype)
+        _, rhs_vjp = jax.vjp(lambda r: conv(lhs, r), rhs)
+        return d_lhs, rhs_vjp(g)[0]
     lhs_spec, rhs_spec, out_spec = conv.dimension_numbers
     # The reversed kernel with its output and input feature axes swapped in the data: the transposed
     # convolution then reads it with the forward's own (canonical) kernel layout.

@@ -1,4 +1,5 @@
-"""The canonical-gradient convolution: lax's values and gradients, and a canonical kernel inside loops."""
+"""The canonical-gradient convolution: lax's values and gradients (strided ones by polyphase), and a canonical
+kernel inside loops."""
 import re
 
 import jax
@@ -14,7 +15,10 @@ CASES = [  # lhs shape, kernel shape, strides, padding, lhs dilation, rhs dilati
     ((2, 10, 10, 4), (7, 7, 4, 6), (2, 2), ((3, 3), (3, 3)), None, None),      # ResNet's stem
     ((2, 9, 11, 3), (1, 1, 3, 5), (2, 2), ((0, 0), (0, 0)), None, None),      # downsample 1x1
     ((2, 33, 3), (3, 3, 8), (2,), ((1, 1),), None, None),                      # the audio net's Conv1d
-    ((2, 9, 11, 3), (3, 3, 3, 5), (1, 2), "SAME", (1, 1), (2, 1)),
+    ((2, 10, 8, 3), (2, 2, 3, 4), (3, 3), ((1, 0), (0, 1)), None, None),      # kernel < stride: empty phases
+    ((2, 9, 11, 3), (5, 3, 3, 4), (3, 2), ((2, 1), (0, 2)), None, None),      # uneven strides and padding
+    ((2, 31, 2), (4, 2, 3), (3,), ((2, 1),), None, None),
+    ((2, 9, 11, 3), (3, 3, 3, 5), (1, 2), "SAME", (1, 1), (2, 1)),            # dilations: lax's own rule
     ((2, 9, 11, 3), (3, 2, 3, 5), (3, 1), ((2, 0), (1, 3)), (2, 1), (1, 2)),
 ]
 
@@ -70,3 +74,14 @@ def test_nets_use_it():
     jaxpr = str(jax.make_jaxpr(lambda i, a: module.apply(variables, i, a)[0])(image, audio))
     assert jaxpr.count("conv_general_dilated") == 20 + 8  # ResNet18's 20 convolutions, the audio net's 8
     assert jaxpr.count("custom_vjp_call") == 20 + 8
+
+
+def test_strided_input_gradient_reads_no_inserted_zeros():
+    x, w = jnp.ones((2, 16, 16, 8), jnp.float32), jnp.ones((7, 7, 8, 4), jnp.float32)
+
+    def hlo(conv):
+        f = jax.grad(lambda x: jnp.sum(conv(x, w, (2, 2), ((3, 3), (3, 3)), dimension_numbers=_dn(4)) ** 2))
+        return jax.jit(f).lower(x).compile().as_text()
+
+    assert "lhs_dilate" not in hlo(conv_general_dilated)
+    assert "lhs_dilate" in hlo(lax.conv_general_dilated)  # lax's rule: g with zeros inserted between elements
