@@ -18,6 +18,8 @@ CASES = [  # lhs shape, kernel shape, strides, padding, lhs dilation, rhs dilati
     ((2, 10, 8, 3), (2, 2, 3, 4), (3, 3), ((1, 0), (0, 1)), None, None),      # kernel < stride: empty phases
     ((2, 9, 11, 3), (5, 3, 3, 4), (3, 2), ((2, 1), (0, 2)), None, None),      # uneven strides and padding
     ((2, 31, 2), (4, 2, 3), (3,), ((2, 1),), None, None),
+    ((2, 9, 11, 3), (3, 3, 3, 5), (2, 2), ((1, 5), (0, 4)), None, None),      # high padding: phases cropped
+    ((2, 9, 3), (2, 3, 4), (3,), ((0, 6),), None, None),
     ((2, 9, 11, 3), (3, 3, 3, 5), (1, 2), "SAME", (1, 1), (2, 1)),            # dilations: lax's own rule
     ((2, 9, 11, 3), (3, 2, 3, 5), (3, 1), ((2, 0), (1, 3)), (2, 1), (1, 2)),
 ]
