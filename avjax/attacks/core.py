@@ -58,12 +58,11 @@ class AttackConfig:
             raise ValueError("steps and restarts must be >= 1")
 
 
-def resolve_loop(loop: str, fns=None) -> str:
+def resolve_loop(loop: str) -> str:
     """'auto' is `lax.fori_loop` on every backend: compiled once for any step count, and on XLA:CPU as
     fast as the unrolled loop since the nets' convolutions have canonical input gradients
     (avjax/models/canonical_conv.py; benchmarks/attacks.py measures both). 'unroll' stays available: a
     Python loop unrolled in the program (compile time grows with the steps)."""
-    del fns
     return "fori" if loop == "auto" else loop
 
 
@@ -228,7 +227,7 @@ def run_attack(logits_fn, image, audio, label, eps_visual, eps_audio, cfg: Attac
                 aud = jnp.clip(audio + jax.random.uniform(ka, audio.shape, audio.dtype, -1.0, 1.0) * eps_a,
                                *AUDIO_BOUNDS)
         carry = (pix_v, z, aud, jnp.zeros_like(z0), jnp.zeros_like(audio))
-        if resolve_loop(cfg.loop, fns) == "fori":
+        if resolve_loop(cfg.loop) == "fori":
             carry = jax.lax.fori_loop(0, cfg.steps, step, carry)
         else:
             for i in range(cfg.steps):

@@ -9,8 +9,7 @@ slower than the same step unrolled. Here the input gradient swaps the two kernel
 the convolution is canonical wherever it runs. The input gradient of a strided convolution is computed
 by polyphase decomposition (one stride-1 convolution, then depth-to-space) instead of convolving the
 output gradient with zeros inserted between its elements: 3/4 fewer multiply-adds for the ResNet's
-stride-2 convolutions, 1/2 for the audio net's (input gradients of ResNet18 at 224x224 ~11 % faster,
-of the audio net at 65535 samples ~29 %, on a 2-core CPU). Values and both gradients are those of
+stride-2 convolutions, 1/2 for the audio net's (README, "Benchmarks"). Values and both gradients are those of
 `lax.conv_general_dilated` up to float rounding (tests/models/test_canonical_conv.py).
 
 Grouped convolutions and `preferred_element_type` (unused by avjax's nets) go to `lax` unchanged.
@@ -100,25 +99,27 @@ def _polyphase_input_gradient(conv: _Conv, g, rhs, lhs_shape):
     return out[(slice(None),) + tuple(slice(lo, lo + n) for lo, n in zip(pad_lo, lhs_sizes))]
 
 
-def _canonical_bwd(conv, residuals, g):
-    lhs, rhs = residuals
+def _input_gradient(conv: _Conv, g, lhs, rhs):
+    """d loss / d lhs, always a canonical convolution: polyphase for strided channels-last convolutions,
+    else the reversed kernel with its output and input feature axes swapped in the data (the transposed
+    convolution then reads it with the forward's own kernel layout)."""
     if (any(s > 1 for s in conv.window_strides) and set(conv.lhs_dilation) == set(conv.rhs_dilation) == {1}
             and _channels_last(conv, lhs.ndim)):
-        d_lhs = _polyphase_input_gradient(conv, g, rhs, lhs.shape).astype(lhs.dtype)
-        _, rhs_vjp = jax.vjp(lambda r: conv(lhs, r), rhs)
-        return d_lhs, rhs_vjp(g)[0]
+        return _polyphase_input_gradient(conv, g, rhs, lhs.shape)
     lhs_spec, rhs_spec, out_spec = conv.dimension_numbers
-    # The reversed kernel with its output and input feature axes swapped in the data: the transposed
-    # convolution then reads it with the forward's own (canonical) kernel layout.
     kernel = jnp.swapaxes(lax.rev(rhs, rhs_spec[2:]), rhs_spec[0], rhs_spec[1]).astype(g.dtype)
     padding = _input_gradient_padding(conv, np.take(lhs.shape, lhs_spec[2:]), np.take(rhs.shape, rhs_spec[2:]),
                                       np.take(g.shape, out_spec[2:]))
-    d_lhs = lax.conv_general_dilated(
+    return lax.conv_general_dilated(
         g, kernel, window_strides=conv.lhs_dilation, padding=padding, lhs_dilation=conv.window_strides,
         rhs_dilation=conv.rhs_dilation, dimension_numbers=lax.ConvDimensionNumbers(out_spec, rhs_spec, lhs_spec),
-        precision=conv.precision).astype(lhs.dtype)
-    _, rhs_vjp = jax.vjp(lambda r: conv(lhs, r), rhs)
-    return d_lhs, rhs_vjp(g)[0]
+        precision=conv.precision)
+
+
+def _canonical_bwd(conv, residuals, g):
+    lhs, rhs = residuals
+    _, rhs_vjp = jax.vjp(lambda r: conv(lhs, r), rhs)  # the weight gradient: lax's own rule
+    return _input_gradient(conv, g, lhs, rhs).astype(lhs.dtype), rhs_vjp(g)[0]
 
 
 _canonical.defvjp(_canonical_fwd, _canonical_bwd)
