@@ -33,6 +33,7 @@ def get_config(arg=None):
     c.train.batch_size = 64
     c.train.lr = ml_collections.ConfigDict(dict(audio=0.05, visual=0.05, head=0.05))
     c.train.log_every_steps = 10
+    c.train.checkpoint_min_interval_s = 30.0  # epochs of 1-3 s: a checkpoint at most every 30 s
     c.eval.batch_size = 120
     c.eval.units = "pixel"             # no ImageNet statistics in these images
     c.eval.sweep_max_examples = 120

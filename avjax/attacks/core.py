@@ -160,8 +160,16 @@ def _original_mim_projection(x, eps, lower):
     return jnp.where(b > x + eps, x + eps, b)
 
 
-def run_attack(logits_fn, image, audio, label, eps_visual, eps_audio, cfg: AttackConfig, key=None):
-    """The core: -> (adv_image, adv_audio). eps values may be traced scalars (eps sweeps)."""
+def run_attack(logits_fn, image, audio, label, eps_visual, eps_audio, cfg: AttackConfig, key=None, *,
+               mim=None):
+    """The core: -> (adv_image, adv_audio). eps values may be traced scalars (eps sweeps).
+
+    `mim`, a (traced) boolean, picks MIM where true and PGD where false in ONE compiled program (for a
+    PGD or MIM `cfg`; the method's own steps, step size and projection, selected elementwise, so PGD's
+    iterates are exactly those of `method='pgd'`): an evaluation compiles one program per setting for
+    both methods instead of two."""
+    if mim is not None and cfg.method not in ("pgd", "mim"):
+        raise ValueError(f"mim= selects between PGD and MIM; the config's method is {cfg.method!r}")
     fns = as_model_fns(logits_fn)
     space = cfg.space
     dtype_v = image.dtype
@@ -197,6 +205,13 @@ def run_attack(logits_fn, image, audio, label, eps_visual, eps_audio, cfg: Attac
 
     def signed_step(x, x0, g, mom, alpha, eps, lower):
         """One PGD / MIM update of one modality, before its bounds clamp."""
+        if mim is not None:  # both, selected by the traced flag
+            mom = jnp.where(mim, _l1_normalise(g, per_example) + cfg.momentum * mom, mom)
+            x = x + alpha * jnp.sign(jnp.where(mim, mom, g))
+            projected = x0 + jnp.clip(x - x0, -eps, eps)
+            if original:
+                projected = jnp.where(mim, _original_mim_projection(x, eps, lower), projected)
+            return projected, mom
         if cfg.method == "mim":
             mom = _l1_normalise(g, per_example) + cfg.momentum * mom
             g = mom

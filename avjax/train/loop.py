@@ -4,21 +4,23 @@
 
 As the original: validation accuracy after every epoch selects the best checkpoint, which is then
 evaluated on the test split. Checkpoints (state + best + data-iterator state) are written at every
-epoch end, every `checkpoint_every_steps`, and on SIGTERM; a run started again with the same
-command resumes from the latest one and finishes with exactly the metrics of an uninterrupted run.
+epoch end (unless the last one is younger than `checkpoint_min_interval_s`), every
+`checkpoint_every_steps`, at the last step and on SIGTERM; a run started again with the same command
+resumes from the latest one and finishes with exactly the metrics of an uninterrupted run.
 A non-finite loss stops the run with an error before anything is saved, so the last checkpoint on
 disk is always a good one.
 """
 import contextlib
 import dataclasses
 import functools
+import hashlib
+import json
 import logging
 import os
 import signal
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
@@ -73,22 +75,30 @@ def parameter_overview(params) -> str:
 
 def training_config_hash(config) -> str:
     """Hash of everything that determines a training trajectory (not evaluation settings)."""
-    import hashlib
-    import json
     keys = ("seed", "data", "model", "train")
     tree = {k: json.loads(config[k].to_json()) if hasattr(config[k], "to_json") else config[k]
             for k in keys}
-    for section, field in (("data", "workers"), ("data", "read_threads"), ("data", "read_buffer"),
-                           ("train", "log_every_steps"),
-                           ("train", "checkpoint_every_steps")):  # do not change the trajectory
-        tree[section].pop(field, None)
+    for field in ("workers", "read_threads", "read_buffer"):
+        tree["data"].pop(field, None)
+    tree["train"] = _trajectory_fields(tree["train"])
     blob = json.dumps(tree, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-@jax.jit
-def _all_finite(tree):
-    return jnp.all(jnp.asarray([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
+_NOT_TRAJECTORY = ("log_every_steps", "checkpoint_every_steps", "checkpoint_min_interval_s")
+
+
+def _trajectory_fields(train_cfg: dict) -> dict:
+    """The training config (as a dict) without the fields that do not change the trajectory."""
+    return {k: v for k, v in train_cfg.items() if k not in _NOT_TRAJECTORY}
+
+
+def _all_finite(tree) -> bool:
+    """Whether every value of `tree` is finite, checked on the host (one process's copy of replicated
+    arrays): a jitted check compiled one more program per model (~1 s on a 2-core CPU) to read a few MB."""
+    def local(x):
+        return x.addressable_data(0) if isinstance(x, jax.Array) and not x.is_fully_addressable else x
+    return all(bool(np.isfinite(np.asarray(local(x))).all()) for x in jax.tree.leaves(tree))
 
 
 def _to_host(tree):
@@ -120,7 +130,8 @@ def step_programs(model, train_cfg, steps_per_epoch, mesh):
     epoch length and mesh are equal (the seeds of one job, a run resumed in the same process) get the
     same objects, so JAX's in-memory cache serves their programs: without it each seed traced, lowered
     and loaded them again (~50 s per seed of the default job on a 2-core CPU)."""
-    key = (model, train_cfg.to_json(sort_keys=True), steps_per_epoch, mesh)
+    key = (model, json.dumps(_trajectory_fields(json.loads(train_cfg.to_json())), sort_keys=True),
+           steps_per_epoch, mesh)
     if key not in _STEP_PROGRAMS:
         if len(_STEP_PROGRAMS) >= _STEP_PROGRAMS_KEPT:
             _STEP_PROGRAMS.clear()
@@ -214,12 +225,17 @@ def train_and_evaluate(config, workdir, sources, transforms, *, writer=None, ini
         start = int(state.step)
         key = jax.random.key(config.seed)
 
+        saved_at = [time.perf_counter()]
+
         def save(step):
-            if not bool(_all_finite(state.trainable())):
+            if not _all_finite(state.trainable()):
                 raise NonFiniteLossError(
                     f"non-finite parameters after step {step}; not saved, the last good checkpoint "
                     f"in {ckpt_dir} is kept (step {ckpts.latest_step()})")
             ckpts.save(step, state, best, dict(meta, data_iterator=it.get_state()))
+            saved_at[0] = time.perf_counter()
+
+        min_interval = tc.get("checkpoint_min_interval_s", 0.0)
 
         bar = tqdm(total=run.total_steps, initial=start, desc="train", unit="step",
                    disable=jax.process_index() != 0, mininterval=5)
@@ -252,8 +268,8 @@ def train_and_evaluate(config, workdir, sources, transforms, *, writer=None, ini
                 log.info("epoch %d/%d: val accuracy %.4f (best %.4f at epoch %d); %.1f ex/s",
                          epoch, tc.num_epochs, val["accuracy"], meta["best_accuracy"],
                          meta["best_epoch"], seen / (time.perf_counter() - t0))
-                save(done)
-            elif tc.checkpoint_every_steps and done % tc.checkpoint_every_steps == 0:
+            if (epoch_end and time.perf_counter() - saved_at[0] >= min_interval) or (
+                    tc.checkpoint_every_steps and done % tc.checkpoint_every_steps == 0):
                 save(done)
             if sigterm["set"]:
                 save(done)

@@ -142,3 +142,23 @@ def test_normalized_units_are_per_channel_pixel_eps():
     assert attacks.pixel_eps(0.006, "pixel") == (0.006, 0.006, 0.006)
     with pytest.raises(ValueError, match="unknown units"):
         attacks.image_space("bits")
+
+
+@pytest.mark.parametrize("variant", ["standard", "original"])
+@pytest.mark.parametrize("setting", list(SETTINGS))
+def test_one_program_for_pgd_and_mim_equals_each(small, variant, setting):
+    """`run_attack(..., mim=flag)` (what the evaluation compiles once per setting for both methods) gives
+    exactly the iterates of PGD and of MIM compiled on their own."""
+    from avjax.attacks.core import run_attack
+    fns, image, audio, label = small
+    eps_v, eps_a = SETTINGS[setting]
+    opts = dict(eps_visual=eps_v, eps_audio=eps_a, units="normalized", variant=variant)
+    shared = jax.jit(lambda flag: run_attack(fns, image, audio, label, eps_v, eps_a,
+                                             attacks.make_config("mim", **opts), mim=flag))
+    for method, flag in (("pgd", False), ("mim", True)):
+        alone = jax.jit(lambda: run_attack(fns, image, audio, label, eps_v, eps_a,
+                                           attacks.make_config(method, **opts)))()
+        for x, y in zip(shared(jnp.bool_(flag)), alone):
+            np.testing.assert_array_equal(x, y)
+    with pytest.raises(ValueError, match="selects between PGD and MIM"):
+        run_attack(fns, image, audio, label, eps_v, eps_a, attacks.make_config("fgsm", **opts), mim=True)
