@@ -1,24 +1,19 @@
 """`train.checkpoint_min_interval_s` skips epoch-end checkpoints younger than the interval; the last step is
 always saved, and the trajectory does not depend on how often it was saved."""
-import importlib.util
 import os
 
 from avjax.checkpoint import RunCheckpoints
 from avjax.data import sources
+from avjax.experiment import load_config
 from avjax.train.loop import train_and_evaluate
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _config(min_interval_s):
-    spec = importlib.util.spec_from_file_location("cfg", os.path.join(REPO, "configs", "synthetic.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config("runlocal,modality=av")
-    config.data.synthetic.sizes = (32, 8, 8)   # 4 steps an epoch at batch 8
-    config.train.num_epochs = 3
-    config.train.checkpoint_min_interval_s = min_interval_s
-    return config
+    return load_config(os.path.join(REPO, "configs", "synthetic.py"), "runlocal,modality=av", **{
+        "data.synthetic.sizes": (32, 8, 8),   # 4 steps an epoch at batch 8
+        "train.num_epochs": 3, "train.checkpoint_min_interval_s": min_interval_s})
 
 
 def _run(tmp_path, name, min_interval_s, max_to_keep):
