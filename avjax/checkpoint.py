@@ -26,12 +26,17 @@ def tree_digest(tree) -> str:
     for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
         if isinstance(leaf, jax.Array) and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
             leaf = jax.random.key_data(leaf)
-        if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
-            leaf = leaf.addressable_data(0)  # replicated training state: every shard is the whole value
-        value = np.ascontiguousarray(np.asarray(leaf))
+        value = np.ascontiguousarray(local_value(leaf))
         h.update(f"{jax.tree_util.keystr(path)}|{value.dtype.str}|{value.shape}|".encode())
         h.update(value.tobytes())
     return h.hexdigest()
+
+
+def local_value(leaf) -> np.ndarray:
+    """This process's copy of a leaf as numpy (replicated training state: every shard is the whole value)."""
+    if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+        leaf = leaf.addressable_data(0)
+    return np.asarray(leaf)
 
 
 class UnreadableCheckpoint(ValueError):

@@ -25,7 +25,7 @@ import numpy as np
 from tqdm import tqdm
 
 from avjax import parallel
-from avjax.checkpoint import RunCheckpoints
+from avjax.checkpoint import RunCheckpoints, local_value
 from avjax.data import pipeline
 from avjax.data.sources import first_example
 from avjax.models import build
@@ -96,9 +96,7 @@ def _trajectory_fields(train_cfg: dict) -> dict:
 def _all_finite(tree) -> bool:
     """Whether every value of `tree` is finite, checked on the host (one process's copy of replicated
     arrays): a jitted check compiled one more program per model (~1 s on a 2-core CPU) to read a few MB."""
-    def local(x):
-        return x.addressable_data(0) if isinstance(x, jax.Array) and not x.is_fully_addressable else x
-    return all(bool(np.isfinite(np.asarray(local(x))).all()) for x in jax.tree.leaves(tree))
+    return all(bool(np.isfinite(local_value(x)).all()) for x in jax.tree.leaves(tree))
 
 
 def _to_host(tree):
@@ -225,15 +223,16 @@ def train_and_evaluate(config, workdir, sources, transforms, *, writer=None, ini
         start = int(state.step)
         key = jax.random.key(config.seed)
 
-        saved_at = [time.perf_counter()]
+        saved_at = time.perf_counter()
 
         def save(step):
+            nonlocal saved_at
             if not _all_finite(state.trainable()):
                 raise NonFiniteLossError(
                     f"non-finite parameters after step {step}; not saved, the last good checkpoint "
                     f"in {ckpt_dir} is kept (step {ckpts.latest_step()})")
             ckpts.save(step, state, best, dict(meta, data_iterator=it.get_state()))
-            saved_at[0] = time.perf_counter()
+            saved_at = time.perf_counter()
 
         min_interval = tc.get("checkpoint_min_interval_s", 0.0)
 
@@ -268,7 +267,7 @@ def train_and_evaluate(config, workdir, sources, transforms, *, writer=None, ini
                 log.info("epoch %d/%d: val accuracy %.4f (best %.4f at epoch %d); %.1f ex/s",
                          epoch, tc.num_epochs, val["accuracy"], meta["best_accuracy"],
                          meta["best_epoch"], seen / (time.perf_counter() - t0))
-            if (epoch_end and time.perf_counter() - saved_at[0] >= min_interval) or (
+            if (epoch_end and time.perf_counter() - saved_at >= min_interval) or (
                     tc.checkpoint_every_steps and done % tc.checkpoint_every_steps == 0):
                 save(done)
             if sigterm["set"]:
