@@ -257,7 +257,7 @@ def import_check():
 def markdown(r):
     """The README table: one row per (framework, step, dtype)."""
     dev, bs = r["env"]["device_kind"], r["batch"]
-    lines = [f"# Accelerator benchmark\n",
+    lines = ["# Accelerator benchmark\n",
              f"Device: {dev} ({r['env']['platform']}); jax {r['env']['jax']}, torch {r['env'].get('torch', '-')}; "
              f"{r['size']['image']}x{r['size']['image']} frame, {r['size']['audio']} samples, width {r['size']['width']}, "
              f"batch {bs}, AV model with concat fusion; "
