@@ -1,7 +1,7 @@
 """Train-step and attack-step throughput and MFU on an accelerator, bf16 and f32, against PyTorch on the
 same device; and whether the input pipeline keeps up.
 
-    python benchmarks/accelerator.py --out DIR [--batch 128] [--parts env,ceiling,train,attack,torch,input,lax]
+    python benchmarks/accelerator.py --out DIR [--batch 128] [--parts env,ceiling,train,attack,torch,input,lax,branches]
     python benchmarks/accelerator.py --out DIR --smoke      # tiny sizes, any backend (checks the script)
 
 Paper sizes: 224x224 frame, 65535 audio samples, width 1.0, 28 classes (AVE), the AV model with concat fusion.
@@ -121,14 +121,14 @@ def forward_flops(model, variables, batch):
     return lowered_flops(jax.jit(fwd).lower(*args)) or cpu_flops(fwd, *args)
 
 
-def jax_train(size, batch_size, dtype):
+def jax_train(size, batch_size, dtype, modality="av"):
     """-> dict: seconds a step, examples/s, model and XLA FLOPs of the step, compile seconds."""
     from avjax.models import build
     from avjax.train.optimizer import make_optimizer
     from avjax.train.state import init_state
     from avjax.train.steps import make_steps
     tc = train_config()
-    model = build(dict(modality="av", num_classes=size["classes"], width=size["width"], dtype=dtype))
+    model = build(dict(modality=modality, num_classes=size["classes"], width=size["width"], dtype=dtype))
     opt = make_optimizer(tc, 100)
     state = init_state(model, opt, jax.random.key(0), (size["image"], size["image"], 3), size["audio"],
                        size["classes"])
@@ -405,6 +405,13 @@ def main():
             add_row("attack_bfloat16_lax", f"PGD-{args.steps} xAV", "bfloat16", "avjax, lax input gradient",
                     part("avjax attack bfloat16, lax input gradient",
                          lambda: jax_attack(size, args.batch, "bfloat16", args.steps)))
+    if "branches" in parts:  # where the bf16 train step's time goes: each encoder alone, and a larger batch
+        for modality in ("visual", "audio"):
+            add_row(f"train_bfloat16_{modality}", "train", "bfloat16", f"avjax, {modality}-only model",
+                    part(f"avjax train bfloat16 {modality}",
+                         lambda m=modality: jax_train(size, args.batch, "bfloat16", modality=m)))
+        add_row("train_bfloat16_2x", f"train, batch {2 * args.batch}", "bfloat16", "avjax",
+                part("avjax train bfloat16 2x batch", lambda: jax_train(size, 2 * args.batch, "bfloat16")))
     save()
     print(open(os.path.join(args.out, "results.md")).read())
 
