@@ -2,6 +2,7 @@
 
 Every failure raises MediaError naming the file and the problem; nothing is ever replaced by zeros.
 """
+import functools
 import math
 import os
 from fractions import Fraction
@@ -26,13 +27,27 @@ def _require_file(path):
     return path
 
 
+@functools.lru_cache(maxsize=16)
+def _lowpass(up: int, down: int, dtype: str) -> np.ndarray:
+    """The FIR filter `scipy.signal.resample_poly` designs for (up, down) by default (Kaiser window, beta 5),
+    designed once per rate pair: the design costs ~1 ms, an eighth of a training example's preprocessing."""
+    from scipy.signal import firwin
+    max_rate = max(up, down)
+    h = firwin(2 * 10 * max_rate + 1, 1.0 / max_rate, window=("kaiser", 5.0)).astype(dtype)
+    h.setflags(write=False)
+    return h
+
+
 def resample(wave: np.ndarray, rate: int, target: int) -> np.ndarray:
-    """Polyphase resampling (scipy) from `rate` to `target` Hz; identity when equal."""
+    """Polyphase resampling (scipy) from `rate` to `target` Hz; identity when equal. Bit-identical to
+    `resample_poly(wave, up, down)` with its default filter, which is designed once per rate pair."""
     if rate == target:
         return wave.astype(np.float32)
     from scipy.signal import resample_poly
     g = math.gcd(int(rate), int(target))
-    return resample_poly(wave, target // g, rate // g).astype(np.float32)
+    up, down = target // g, rate // g
+    dtype = wave.dtype if np.issubdtype(wave.dtype, np.floating) else np.float64
+    return resample_poly(wave, up, down, window=_lowpass(up, down, np.dtype(dtype).name)).astype(np.float32)
 
 
 def to_mono(wave: np.ndarray) -> np.ndarray:
