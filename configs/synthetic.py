@@ -52,7 +52,8 @@ def get_config(arg=None):
         # shapes), so that the visual model learns enough for clean V > A to hold in every seed.
         c.data.synthetic.update(dict(image_size=32, audio_len=4096, sizes=(1600, 320, 480),
                                      object_scale=(0.35, 0.5), clutter=3))
-        c.train.num_epochs, c.train.lr_steps = 8, (6,)
+        # 6 epochs (8 until 2026-11-27): the same findings in every seed, 30 s less for issue 13's 5 minutes
+        c.train.num_epochs, c.train.lr_steps = 6, (5,)
         c.eval.max_examples = 240
         # Calibrated so that the paper's finding (the AV model with its audio attacked falls below the
         # clean visual-only model) holds in every seed under PGD and MIM with a wide margin; under FGSM the
