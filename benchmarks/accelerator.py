@@ -14,8 +14,9 @@ Paper sizes: 224x224 frame, 65535 audio samples, width 1.0, 28 classes (AVE), th
   `_common.competent_attack` (parameters frozen, gradients w.r.t. the attacked inputs only).
 - 'lax' re-times avjax with JAX's own convolution input gradient instead of avjax/models/canonical_conv.py's
   rewrite (made for XLA:CPU), to choose the rewrite per backend.
-- 'input': examples/s of the layout-A train pipeline (decode + resample + augment, grain workers) at the same
-  batch, against the bf16 train step's examples/s.
+- 'input': examples/s of the layout-A train pipeline (decode + resample + augment, grain workers; its own batch,
+  --input-batch), against the bf16 train step's examples/s.
+- 'branches': the bf16 train step of each encoder's model alone, and at twice the batch (where the time goes).
 Writes DIR/results.json (every number) and DIR/results.md (the table README shows, through
 tools/readme_results.py --sections Accelerator). Each part is guarded: a failure is printed and recorded, and
 the parts after it still run.
@@ -274,7 +275,8 @@ def markdown(r):
              f"an attack step) over time over the dense datasheet peak of the compute dtype (bf16: "
              f"{_tf(peak_flops(dev, 'bfloat16'))} TFLOP/s; f32 runs on TF32 tensor cores: "
              f"{_tf(peak_flops(dev, 'float32'))} TFLOP/s). Measured bf16 matmul (8192^3) on this device: "
-             f"{_tf(r.get('ceiling', {}).get('bf16_matmul_flops'))} TFLOP/s.\n",
+             f"{_tf(r.get('ceiling', {}).get('bf16_matmul_flops'))} TFLOP/s. Speed vs PyTorch: PyTorch's time over "
+             f"avjax's (> 1: avjax faster).\n",
              "## Accelerator\n",
              "| step | dtype | implementation | ms / step | examples/s | TFLOP/s | MFU | speed vs PyTorch |",
              "|---|---|---|---:|---:|---:|---:|---:|"]
