@@ -21,6 +21,16 @@ def interleaved(fns: dict, repeats: int, warmup: int = 3) -> dict:
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
+def train_config():
+    """The train config both frameworks' benchmarked train steps use: SGD with momentum and weight decay,
+    the released per-group learning rates, no defense (PyTorch's side: `train_step.torch_step`)."""
+    import ml_collections
+    return ml_collections.ConfigDict(dict(
+        lr=dict(audio=1e-3, visual=1e-4, head=1e-3), lr_steps=(), lr_decay=0.1, momentum=0.9,
+        weight_decay=1e-4, defense=dict(name="none", weight=1.0, prox_weight=1.0, con_weight=1e-4,
+                                        lr_prox=0.5, lr_con=1e-4)))
+
+
 def torch_original_av(num_classes, width, threads=2):
     """(sound, frame, classifier) PyTorch nets in the original layout, eval copies share weights."""
     import torch

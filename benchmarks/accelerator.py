@@ -35,11 +35,10 @@ import traceback
 
 os.environ.setdefault("AVJAX_NO_CPU_FLAGS", "1")  # the import check below tests avjax's default on its own
 
-from _common import torch_original_av  # noqa: E402  (puts the repository on sys.path)
+from _common import torch_original_av, train_config  # noqa: E402  (puts the repository on sys.path)
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
-import ml_collections  # noqa: E402
 import numpy as np  # noqa: E402
 from jax import lax  # noqa: E402
 
@@ -100,13 +99,6 @@ def lax_input_gradients():
     finally:
         resnet.conv_general_dilated, audio_net.conv_general_dilated = saved
         jax.clear_caches()
-
-
-def train_config():
-    return ml_collections.ConfigDict(dict(
-        lr=dict(audio=1e-3, visual=1e-4, head=1e-3), lr_steps=(), lr_decay=0.1, momentum=0.9,
-        weight_decay=1e-4, defense=dict(name="none", weight=1.0, prox_weight=1.0, con_weight=1e-4,
-                                        lr_prox=0.5, lr_con=1e-4)))
 
 
 def inputs(size, batch, seed=0):

@@ -8,7 +8,7 @@ Prints the examples/s of each and the ratio (>1: avjax faster). Needs the `torch
 """
 import argparse
 
-from _common import interleaved, torch_original_av
+from _common import interleaved, torch_original_av, train_config
 
 from avjax import cpu_flags
 
@@ -17,7 +17,6 @@ cpu_flags.apply()
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-import ml_collections  # noqa: E402
 
 SIZES = {"paper": dict(image=224, audio=65535, batch=8, width=1.0),
          "small": dict(image=64, audio=8192, batch=64, width=0.25)}
@@ -28,10 +27,7 @@ def jax_step(size, num_classes=28):
     from avjax.train.optimizer import make_optimizer
     from avjax.train.state import init_state
     from avjax.train.steps import make_steps
-    tc = ml_collections.ConfigDict(dict(
-        lr=dict(audio=1e-3, visual=1e-4, head=1e-3), lr_steps=(), lr_decay=0.1, momentum=0.9,
-        weight_decay=1e-4, defense=dict(name="none", weight=1.0, prox_weight=1.0, con_weight=1e-4,
-                                        lr_prox=0.5, lr_con=1e-4)))
+    tc = train_config()
     model = build(dict(modality="av", num_classes=num_classes, width=size["width"]))
     opt = make_optimizer(tc, 100)
     state = init_state(model, opt, jax.random.key(0), (size["image"], size["image"], 3), size["audio"],
