@@ -15,7 +15,8 @@ Paper sizes: 224x224 frame, 65535 audio samples, width 1.0, 28 classes (AVE), th
 - 'lax' re-times avjax with JAX's own convolution input gradient instead of avjax/models/canonical_conv.py's
   rewrite (made for XLA:CPU), to choose the rewrite per backend.
 - 'input': examples/s of the layout-A train pipeline (decode + resample + augment, grain workers; its own batch,
-  --input-batch), against the bf16 train step's examples/s.
+  --input-batch) and of the same pipeline from the decoded format (avjax.data.decoded), against the bf16 train
+  step's examples/s.
 - 'branches': the bf16 train step of each encoder's model alone, and at twice the batch (where the time goes).
 Writes DIR/results.json (every number) and DIR/results.md (the table README shows, through
 tools/readme_results.py --sections Accelerator). Each part is guarded: a failure is printed and recorded, and
@@ -221,29 +222,22 @@ def torch_runs(size, batch_size, steps, dtype):
 
 
 def input_pipeline(batch_size, workers, videos, batches):
-    """Examples/s of the layout-A train pipeline (benchmarks/input_pipeline.py's dataset)."""
+    """Examples/s of the train pipeline from layout-A files and from their decoded format
+    (benchmarks/input_pipeline.py's dataset and timing) -> {'files': {workers: rate}, 'decoded': {...}}."""
     from absl import flags
     flags.FLAGS(sys.argv[:1])
-    from input_pipeline import make_dataset
+    from input_pipeline import formats, make_dataset, train_rate
 
     from avjax.configs.base import base_config
-    from avjax.data import layout_a, pipeline, sources
+    from avjax.data import sources
     spec = sources.preprocess_spec(base_config().data)
     rates = {}
     with tempfile.TemporaryDirectory() as root:
         classes = make_dataset(root, videos, frames=16)
-        rows = layout_a.read_rows(os.path.join(root, "train.csv"), classes, os.path.join(root, "audio"),
-                                  os.path.join(root, "frames"))
-        train = layout_a.transforms(layout_a.load_example, spec)["train"]
-        for w in workers:
-            it = iter(pipeline.train_dataset(layout_a.LayoutASource(rows), train, batch_size=batch_size, seed=0,
-                                             workers=w))
-            next(it)
-            t0 = time.perf_counter()
-            for _ in range(batches):
-                next(it)
-            rates[w] = batches * batch_size / (time.perf_counter() - t0)
-            del it
+        made, _ = formats(root, classes, spec, decode_workers=max(1, min(8, os.cpu_count() or 1)))
+        for name, (source, transforms) in made.items():
+            rates[name] = {w: train_rate(source, transforms["train"], batch_size=batch_size, batches=batches,
+                                         workers=w) for w in workers}
     return rates
 
 
@@ -283,6 +277,9 @@ def markdown(r):
         lines.append(f"\nInput pipeline (layout A: jpg frames + 11 kHz wav, decode, resample, augment; "
                      f"{r['env'].get('cpus')} CPU cores): {rates} examples/s, against the bf16 train step's "
                      f"{r['input'].get('train_examples_per_s', float('nan')):.0f} examples/s.")
+        if "decoded_rates" in r["input"]:
+            rates = ", ".join(f"{w} workers {v:.0f}" for w, v in r["input"]["decoded_rates"].items())
+            lines.append(f"From the decoded format (avjax.data.decoded, the same examples): {rates} examples/s.")
     return "\n".join(lines) + "\n"
 
 
@@ -389,7 +386,7 @@ def main():
         def inp():
             rates = input_pipeline(args.input_batch, [int(w) for w in args.workers.split(",")], args.videos,
                                    batches=4 if args.smoke else 12)
-            return {"rates": rates,
+            return {"rates": rates["files"], "decoded_rates": rates["decoded"],
                     "train_examples_per_s": r["rows"].get("train_bfloat16", {}).get("examples_per_s", float("nan"))}
         r["input"] = part("input pipeline", inp)
     if "lax" in parts:

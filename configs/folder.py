@@ -22,7 +22,10 @@ def get_config(arg=None):
     c.seed = 0
     c.data.name = ""                        # '' = the folder's name
     c.data.preset = "folder"
-    c.data.source = "files"
+    # 'files': jpg + wav decoded every step; 'decoded': avjax.data.decoded, written on first use, the same
+    # examples ~10x faster (the input for accelerators); 'tfds': the array_record TFDS build
+    c.data.source = "files"                 # 'files' | 'decoded' | 'tfds'
+    c.data.decoded_dir = ""                 # '' = <root>/decoded
     c.data.root = ""                        # the folder `prepare` wrote (audio/, frames/, train/val/test.csv)
     c.data.audio_root = ""
     c.data.frames_root = ""

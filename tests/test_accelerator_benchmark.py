@@ -14,7 +14,8 @@ def test_accelerator_benchmark_smoke(tmp_path):
     out = tmp_path / "acc"
     proc = subprocess.run(
         [sys.executable, os.path.join(ROOT, "benchmarks", "accelerator.py"), "--out", str(out), "--smoke",
-         "--batch", "2", "--steps", "2", "--parts", "ceiling,train,attack"],
+         "--batch", "2", "--steps", "2", "--parts", "ceiling,train,attack,input", "--videos", "4", "--workers", "0",
+         "--input-batch", "4"],
         capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "FAILED" not in proc.stdout, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -31,3 +32,6 @@ def test_accelerator_benchmark_smoke(tmp_path):
     assert r["rows"]["train_float32"]["xla_flops"] >= r["rows"]["train_float32"]["model_flops"]
     table = (out / "results.md").read_text()
     assert "## Accelerator" in table and table.count("| avjax |") == 4
+    rates = r["input"]["rates"], r["input"]["decoded_rates"]
+    assert all(rate["0"] > 0 for rate in rates), rates
+    assert "From the decoded format" in table

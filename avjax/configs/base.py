@@ -47,9 +47,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.data = ml_collections.ConfigDict()
     c.data.name = "synthetic"
     c.data.workers = 0
-    # training read-ahead (grain's ReadOptions): threads and buffered examples; 0 / 0 for data in memory
-    c.data.read_threads = 16
-    c.data.read_buffer = 500
+    # training read-ahead (grain's ReadOptions): threads and buffered examples; 0 / 0 for data in memory;
+    # -1: the source's choice (layout-A files 16 / 500 for decoding, the decoded format 2 / 32)
+    c.data.read_threads = -1
+    c.data.read_buffer = -1
     # train-time jitter of every dataset: horizontal flip, the original's volume jitter U[lo, hi)
     c.data.augment = ml_collections.ConfigDict(dict(flip_prob=0.5, volume=(0.5, 1.5)))
     # real-media preprocessing (layout A / TFDS): the released code's sizes and rates (docs/data.md)

@@ -42,7 +42,10 @@ def paper_config(preset, variants, *, num_classes, epochs, lr_steps, batch_size,
     c.seed = 1234
     c.data.name = preset
     c.data.preset = preset
-    c.data.source = "files"                 # 'tfds': read the array_record TFDS build instead
+    # 'files': jpg + wav decoded every step; 'decoded': avjax.data.decoded, written on first use, the same
+    # examples ~10x faster (the input for accelerators); 'tfds': the array_record TFDS build
+    c.data.source = "files"                 # 'files' | 'decoded' | 'tfds'
+    c.data.decoded_dir = ""                 # '' = <root>/decoded
     c.data.root = ""                        # prepared layout-A folder (audio/, frames/, CSVs)
     c.data.audio_root = ""                  # override audio/ and frames/ separately if needed
     c.data.frames_root = ""

@@ -75,7 +75,7 @@ class SkipReport:
         return "\n".join(lines)
 
 
-def _frame_path(frames_dir, index):
+def frame_path(frames_dir, index):
     return os.path.join(frames_dir, f"{index:06d}.jpg")
 
 
@@ -124,7 +124,7 @@ def _parse_row(fields, where, class_index, audio_root, frames_root, check_files)
         if not os.path.isdir(frames):
             raise DataError(f"{where}: frame folder {frames} does not exist")
         on_disk = sum(1 for name in os.listdir(frames) if name.endswith(".jpg"))
-        if on_disk < n_frames or not os.path.isfile(_frame_path(frames, n_frames)):
+        if on_disk < n_frames or not os.path.isfile(frame_path(frames, n_frames)):
             raise DataError(f"{where}: n_frames {n_frames} but {frames} holds {on_disk} jpg frames")
     ident = "/".join(parts)[: -len(".wav")] if audio_rel.endswith(".wav") else "/".join(parts)
     return Row(audio, frames, n_frames, class_index[cls], ident)
@@ -146,7 +146,7 @@ class LayoutASource:
 def load_example(row: Row, train: bool, rng, spec: preprocess.PreprocessSpec) -> dict:
     """A Row -> a model-ready example (docs/data.md, "Preprocessing")."""
     frame = preprocess.centre_frame(row.n_frames, train, rng, spec)
-    pixels = media.read_image(_frame_path(row.frames, frame))
+    pixels = media.read_image(frame_path(row.frames, frame))
     wave = media.read_audio(row.audio, spec.audio_rate)
     return preprocess.make_example(pixels, wave, frame, row.label, row.id, train, rng, spec)
 

@@ -14,6 +14,7 @@ import jax
 import numpy as np
 
 TEXT_KEYS = ("id",)
+DEFAULT_READ_AHEAD = (16, 500)   # grain's ReadOptions defaults: threads decoding media ahead of training
 log = logging.getLogger(__name__)
 
 
@@ -40,13 +41,17 @@ def skipping(transform: Callable, on_error: str):
 
 def train_dataset(source, transform: Callable, *, batch_size: int, seed: int, workers: int = 0,
                   shard_index: int | None = None, shard_count: int | None = None,
-                  on_error: str = "raise", read_threads: int = 16, read_buffer: int = 500):
+                  on_error: str = "raise", read_threads: int = -1, read_buffer: int = -1):
     """Endless, shuffled, augmented, batched training stream of this host's shard.
 
-    `read_threads` / `read_buffer`: grain's read-ahead of examples (its defaults, 16 / 500, suit media
-    decoding). For data already in memory (the synthetic set) 0 / 0 reads in order without threads: grain
-    checks every buffered future on each element, which cost 1 ms per example, a third of a CPU training
-    step of the small default model (3100 vs 930 examples/s, see `data.read_threads`)."""
+    `read_threads` / `read_buffer`: grain's read-ahead of examples; -1 takes the source's `read_ahead`
+    (default 16 / 500, grain's own, which suit media decoding). For data already in memory (the synthetic
+    set) 0 / 0 reads in order without threads: grain checks every buffered future on each element, which
+    cost 1 ms per example, a third of a CPU training step of the small default model (3100 vs 930
+    examples/s, see `data.read_threads`)."""
+    default_threads, default_buffer = getattr(source, "read_ahead", DEFAULT_READ_AHEAD)
+    read_threads = default_threads if read_threads < 0 else read_threads
+    read_buffer = default_buffer if read_buffer < 0 else read_buffer
     shard_index = jax.process_index() if shard_index is None else shard_index
     shard_count = jax.process_count() if shard_count is None else shard_count
     ds = grain.MapDataset.source(source)[shard_index::shard_count]

@@ -63,23 +63,41 @@ def resize_shorter(image: Image.Image, size: int) -> Image.Image:
     return image.resize((ow, oh), Image.BICUBIC)
 
 
+def resized(pixels: np.ndarray, train: bool, spec: PreprocessSpec) -> np.ndarray:
+    """uint8 RGB (H, W, 3) -> uint8 with the shorter side at the train size (int(size * train_resize_factor))
+    or, for evaluation, at `size`: the deterministic, expensive half of `image_transform`."""
+    size = int(spec.image_size * spec.train_resize_factor) if train else spec.image_size
+    return np.asarray(resize_shorter(Image.fromarray(pixels), size))
+
+
+def random_crop_flip(image: np.ndarray, rng, spec: PreprocessSpec) -> np.ndarray:
+    """A random `size` crop of a train-resized uint8 image, flipped horizontally with p = flip_prob."""
+    size = spec.image_size
+    h, w = image.shape[:2]
+    top, left = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
+    image = image[top: top + size, left: left + size]
+    if rng.uniform() < spec.flip_prob:
+        image = image[:, ::-1]
+    return image
+
+
+def centre_crop(image: np.ndarray, size: int) -> np.ndarray:
+    """The centre `size` x `size` crop of an eval-resized uint8 image (torchvision CenterCrop's rounding)."""
+    h, w = image.shape[:2]
+    top, left = int(round((h - size) / 2.0)), int(round((w - size) / 2.0))
+    return image[top: top + size, left: left + size]
+
+
+def unit_pixels(image: np.ndarray) -> np.ndarray:
+    """uint8 -> float32 in [0, 1]."""
+    return np.asarray(image, np.float32) / 255.0
+
+
 def image_transform(pixels: np.ndarray, train: bool, rng, spec: PreprocessSpec) -> np.ndarray:
     """uint8 RGB (H, W, 3) -> float32 (size, size, 3) in [0, 1]."""
-    size = spec.image_size
-    image = Image.fromarray(pixels)
-    if train:
-        image = resize_shorter(image, int(size * spec.train_resize_factor))
-        w, h = image.size
-        top, left = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
-        image = image.crop((left, top, left + size, top + size))
-        if rng.uniform() < spec.flip_prob:
-            image = image.transpose(Image.FLIP_LEFT_RIGHT)
-    else:
-        image = resize_shorter(image, size)
-        w, h = image.size
-        top, left = int(round((h - size) / 2.0)), int(round((w - size) / 2.0))
-        image = image.crop((left, top, left + size, top + size))
-    return np.asarray(image, np.float32) / 255.0
+    image = resized(pixels, train, spec)
+    image = random_crop_flip(image, rng, spec) if train else centre_crop(image, spec.image_size)
+    return unit_pixels(image)
 
 
 def audio_transform(wave: np.ndarray, frame: int, train: bool, rng, spec: PreprocessSpec) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""The one place that chooses where examples come from: synthetic, layout-A files, or TFDS records.
+"""The one place that chooses where examples come from: synthetic, layout-A files, their decoded format
+(avjax.data.decoded), or TFDS records.
 
 `build(data_cfg)` -> ({split: source}, {'train': fn(example, rng), 'eval': fn(example) | None}).
 Sources are random-access (len + getitem) and grain-compatible.
@@ -40,9 +41,15 @@ def build(data_cfg):
                                   volume=tuple(aug.volume) if aug.volume else None)
         return sources, {"train": train, "eval": None}
     if data_cfg.name in FILE_DATASETS or data_cfg.get("preset") == "folder":
-        if data_cfg.get("source", "files") == "tfds":
+        source = data_cfg.get("source", "files")
+        if source == "tfds":
             from avjax.data import tfds  # TFDS only when asked for: its import is slow
             return tfds.build(data_cfg, preprocess_spec(data_cfg))
+        if source == "decoded":
+            from avjax.data import decoded
+            return decoded.build(data_cfg, preprocess_spec(data_cfg))
+        if source != "files":
+            raise ValueError(f"{data_cfg.name}: data.source {source!r} is not 'files', 'decoded' or 'tfds'")
         from avjax.data import layout_a
         return layout_a.build(data_cfg, preprocess_spec(data_cfg))
     raise ValueError(f"unknown dataset {data_cfg.name!r}; choose 'synthetic' or one of {FILE_DATASETS}")

@@ -78,8 +78,10 @@ def training_config_hash(config) -> str:
     keys = ("seed", "data", "model", "train")
     tree = {k: json.loads(config[k].to_json()) if hasattr(config[k], "to_json") else config[k]
             for k in keys}
-    for field in ("workers", "read_threads", "read_buffer"):
+    for field in ("workers", "read_threads", "read_buffer", "decoded_dir"):
         tree["data"].pop(field, None)
+    if tree["data"].get("source") == "decoded":   # the same examples as the files (tests/data/test_decoded.py)
+        tree["data"]["source"] = "files"
     tree["train"] = _trajectory_fields(tree["train"])
     blob = json.dumps(tree, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]

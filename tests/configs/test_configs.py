@@ -188,7 +188,8 @@ def test_bfloat16_compute_trains_one_step():
 
 
 def test_paper_config_end_to_end_on_a_prepared_layout(layout_roots, tmp_path):
-    """configs/ave.py:runlocal trains, tests and evaluates under attack from real prepared media."""
+    """configs/ave.py:runlocal trains, tests and evaluates under attack from real prepared media; from the
+    decoded format (avjax.data.decoded), the same run to the bit."""
     from avjax import experiment
     config = load("ave", "runlocal,modality=av")
     config.unlock()
@@ -198,6 +199,11 @@ def test_paper_config_end_to_end_on_a_prepared_layout(layout_roots, tmp_path):
     assert out["train"]["av"]["test_count"] == 1
     assert set(out["evaluate"]["av"]["methods"]) == {"fgsm", "pgd", "mim"}
     assert os.path.isfile(tmp_path / "results.md") and os.path.isfile(tmp_path / "runs" / "av" / "model" / "model.json")
+    config.data.source, config.data.decoded_dir = "decoded", str(tmp_path / "decoded")   # made on first use
+    again = experiment.run(config, str(tmp_path / "from_decoded"))
+    assert json.load(open(tmp_path / "decoded" / "meta.json"))["splits"] == {"train": 4, "val": 1, "test": 1}
+    assert again["train"]["av"]["history"] == out["train"]["av"]["history"]      # the same examples, the same run
+    assert again["evaluate"]["av"]["methods"] == out["evaluate"]["av"]["methods"]
 
 
 @pytest.mark.parametrize("name", ["ave", "music", "kinetics"])
