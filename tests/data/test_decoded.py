@@ -3,6 +3,7 @@ import json
 import os
 import pickle
 import shutil
+import subprocess
 import sys
 
 import numpy as np
@@ -162,3 +163,17 @@ def test_the_source_is_not_part_of_the_training_trajectory(folder):
     dec = folder_config(root, **{"data.source": "decoded", "data.decoded_dir": "/elsewhere"})
     assert training_config_hash(files) == training_config_hash(dec)
     assert training_config_hash(files) != training_config_hash(folder_config(root, **{"data.preprocess.fps": 4}))
+
+
+def test_the_command_decodes_a_config_s_dataset(folder, tmp_path):
+    root, out = folder
+    proc = subprocess.run(
+        [sys.executable, "-m", "avjax.data.decoded", f"--config={os.path.join(REPO, 'configs', 'folder.py')}",
+         f"--config.data.root={root}", f"--config.data.decoded_dir={tmp_path / 'dec'}",
+         "--config.data.preprocess.image_size=32", "--workers=1"],
+        capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"decoded into {tmp_path / 'dec'}; train with --config.data.source=decoded" in proc.stdout
+    for split in ("train", "val", "test"):
+        for name in ("eval_images.u8", "audio.f32"):
+            assert open(tmp_path / "dec" / split / name, "rb").read() == open(os.path.join(out, split, name), "rb").read()
