@@ -53,10 +53,26 @@ def check_batch_size(global_batch: int, mesh: Mesh):
 
 
 def global_batch(local_batch: dict, mesh: Mesh) -> dict:
-    """Per-host numpy batch -> global jax.Arrays sharded along 'data'."""
+    """Per-host numpy batch -> global jax.Arrays sharded along 'data'.
+
+    An `image` of uint8 pixels (the decoded format's training examples: a quarter of the bytes to batch and
+    copy on the host) becomes float32 in [0, 1] on the devices, equal to the host's `pixels / 255`."""
     sharding = data_sharded(mesh)
-    return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
-            for k, v in local_batch.items()}
+    out = {k: jax.make_array_from_process_local_data(sharding, np.asarray(v)) for k, v in local_batch.items()}
+    if "image" in out and out["image"].dtype == np.uint8:
+        out["image"] = unit_pixels(out["image"])
+    return out
+
+
+# uint8 -> float32 as `avjax.data.preprocess.unit_pixels` computes it on the host (float32 division by 255)
+UNIT_PIXELS = np.arange(256, dtype=np.float32) / np.float32(255.0)
+
+
+@jax.jit
+def unit_pixels(image):
+    """uint8 pixels -> float32 in [0, 1] on device, by table: XLA compiles x / 255 as x * (1 / 255), which is
+    one ulp off the host's division for 378 of the 768 (value, channel) pairs."""
+    return jax.numpy.asarray(UNIT_PIXELS)[image.astype(np.int32)]
 
 
 def replicate(tree, mesh: Mesh):

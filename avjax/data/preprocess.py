@@ -101,10 +101,10 @@ def image_transform(pixels: np.ndarray, train: bool, rng, spec: PreprocessSpec) 
 
 
 def audio_transform(wave: np.ndarray, frame: int, train: bool, rng, spec: PreprocessSpec) -> np.ndarray:
-    audio = audio_window(wave, frame, spec)
+    audio = audio_window(wave, frame, spec)    # a new float32 array: scaled and clamped in place
     if train and spec.volume is not None:
-        audio = audio * rng.uniform(*spec.volume)
-    return np.clip(audio, -1.0, 1.0).astype(np.float32)
+        audio *= rng.uniform(*spec.volume)
+    return np.clip(audio, -1.0, 1.0, out=audio)
 
 
 def make_example(pixels, wave, frame: int, label, ident, train: bool, rng, spec: PreprocessSpec) -> dict:

@@ -6,12 +6,13 @@ import shutil
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 from absl import flags
 
-from avjax import experiment
-from avjax.data import decoded, layout_a, pipeline, prepare, sources
+from avjax import experiment, parallel
+from avjax.data import decoded, layout_a, pipeline, prepare, preprocess, sources
 from tests.data import fixtures
 
 flags.FLAGS(sys.argv[:1])  # grain's worker processes read absl flags
@@ -65,8 +66,10 @@ def test_examples_equal_layout_a_to_the_bit(folder):
     for seed in range(40):
         for i in range(len(files["train"])):
             a = dec_t["train"](dec["train"][i], np.random.default_rng(seed))
-            _equal(a, files_t["train"](files["train"][i], np.random.default_rng(seed)))
+            assert a["image"].dtype == np.uint8          # divided by 255 on the devices (parallel.global_batch)
             drawn.add(a["image"].tobytes())
+            a["image"] = preprocess.unit_pixels(a["image"])
+            _equal(a, files_t["train"](files["train"][i], np.random.default_rng(seed)))
     assert len(drawn) > 40          # different frames, crops and flips were compared
 
 
@@ -79,8 +82,11 @@ def test_pipelines_give_the_same_batches(folder):
     _equal(dec_t["eval"](sent[1]), dec_t["eval"](dec["train"][1]))
     a = iter(pipeline.train_dataset(files["train"], files_t["train"], batch_size=2, seed=3))
     b = iter(pipeline.train_dataset(dec["train"], dec_t["train"], batch_size=2, seed=3))
+    mesh = parallel.make_mesh()
     for _ in range(5):
-        _equal(next(a), next(b))
+        x, y = parallel.global_batch(next(a), mesh), parallel.global_batch(next(b), mesh)
+        assert y["image"].dtype == np.float32
+        _equal(jax.device_get(x), jax.device_get(y))
     for x, y in zip(pipeline.eval_dataset(files["test"], files_t["eval"], batch_size=3, keep_ids=True),
                     pipeline.eval_dataset(dec["test"], dec_t["eval"], batch_size=3, keep_ids=True)):
         _equal(x, y)
@@ -177,3 +183,13 @@ def test_the_command_decodes_a_config_s_dataset(folder, tmp_path):
     for split in ("train", "val", "test"):
         for name in ("eval_images.u8", "audio.f32"):
             assert open(tmp_path / "dec" / split / name, "rb").read() == open(os.path.join(out, split, name), "rb").read()
+
+
+def test_pixels_become_the_host_s_floats_on_the_devices():
+    """uint8 -> float32 in parallel.global_batch equals preprocess.unit_pixels for every value (XLA's x / 255 does
+    not: it multiplies by 1 / 255)."""
+    pixels = np.arange(256 * 3, dtype=np.int64).reshape(4, 8, 8, 3) % 256
+    batch = {"image": pixels.astype(np.uint8), "label": np.arange(4, dtype=np.int32)}
+    out = jax.device_get(parallel.global_batch(batch, parallel.make_mesh()))
+    assert out["image"].dtype == np.float32
+    assert np.array_equal(out["image"], preprocess.unit_pixels(batch["image"]))
