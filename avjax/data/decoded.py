@@ -282,6 +282,8 @@ class DecodedSource:
     # grain read-ahead (threads, buffered examples): reading is a memory-mapped slice, so grain's 16 / 500
     # for media decoding only add overhead (2 cores: 1756 vs 656 examples/s, benchmarks/input_pipeline.py)
     read_ahead = (2, 32)
+    # evaluation reads in process: an example is cheaper to read than to pickle back from a worker
+    read_in_process = True
 
     def __init__(self, directory: str, split: str, spec: preprocess.PreprocessSpec):
         self.directory, self.split = directory, split

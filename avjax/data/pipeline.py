@@ -83,7 +83,12 @@ def _pad(batch, size):
 def eval_dataset(source, transform: Callable | None = None, *, batch_size: int, workers: int = 0,
                  shard_index: int | None = None, shard_count: int | None = None, keep_ids=False,
                  on_error: str = "raise"):
-    """One ordered pass over this host's shard; every batch has `batch_size` rows and a `mask`."""
+    """One ordered pass over this host's shard; every batch has `batch_size` rows and a `mask`.
+
+    A source with `read_in_process = True` (the decoded format) is read without worker processes: its
+    examples cost less to read than to pickle back from a worker (2 cores: 1162 vs 368 examples/s)."""
+    if getattr(source, "read_in_process", False):
+        workers = 0
     shard_index = jax.process_index() if shard_index is None else shard_index
     shard_count = jax.process_count() if shard_count is None else shard_count
     ds = grain.MapDataset.source(source)[shard_index::shard_count]

@@ -88,8 +88,8 @@ def test_pipelines_give_the_same_batches(folder):
         assert y["image"].dtype == np.float32
         _equal(jax.device_get(x), jax.device_get(y))
     for x, y in zip(pipeline.eval_dataset(files["test"], files_t["eval"], batch_size=3, keep_ids=True),
-                    pipeline.eval_dataset(dec["test"], dec_t["eval"], batch_size=3, keep_ids=True)):
-        _equal(x, y)
+                    pipeline.eval_dataset(dec["test"], dec_t["eval"], batch_size=3, keep_ids=True, workers=2)):
+        _equal(x, y)                                    # (read in process whatever the workers)
 
 
 def test_decoded_on_first_use_and_kept(folder, tmp_path):
