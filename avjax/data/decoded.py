@@ -33,6 +33,7 @@ and refuses to start without the disk space. A split is written to `<split>.part
 killed run keeps the splits it finished and redoes only the one it was writing.
 """
 import concurrent.futures
+import contextlib
 import dataclasses
 import json
 import logging
@@ -103,7 +104,8 @@ def _decode_or_skip(args):
 
 
 def _ordered(fn, items, workers):
-    """fn over items in order, `workers` processes, at most 4 per worker in flight (bounded memory)."""
+    """fn over items in order, `workers` processes, at most 2 per worker in flight (bounded memory: a
+    minutes-long MUSIC video's candidate frames take hundreds of MB)."""
     if workers <= 1:
         yield from map(fn, items)
         return
@@ -112,7 +114,7 @@ def _ordered(fn, items, workers):
         pending = []
         for item in items:
             pending.append(pool.submit(fn, item))
-            if len(pending) >= 4 * workers:
+            if len(pending) >= 2 * workers:
                 yield pending.pop(0).result()
         for future in pending:
             yield future.result()
@@ -130,8 +132,8 @@ def estimate_bytes(rows, spec, train_frames: bool, sample=8) -> int:
         for row in rows[:: max(1, len(rows) // sample)][:sample]:
             per_frame.append(preprocess.resized(media.read_image(layout_a.frame_path(row.frames, 1)), True,
                                                 spec).nbytes)
-        mean = float(np.mean(per_frame))
-        total += int(sum(mean * (lambda r: r[1] - r[0] + 1)(train_frame_range(r.n_frames, spec)) for r in rows))
+        frames = sum(hi - lo + 1 for lo, hi in (train_frame_range(r.n_frames, spec) for r in rows))
+        total += int(float(np.mean(per_frame)) * frames)
     return total
 
 
@@ -147,7 +149,8 @@ def write_split(rows, directory, spec, *, train_frames: bool, workers: int = 1, 
     frame_at = audio_at = 0
     with open(os.path.join(partial, "eval_images.u8"), "wb") as f_eval, \
             open(os.path.join(partial, "audio.f32"), "wb") as f_audio, \
-            open(os.path.join(partial, "train_frames.u8"), "wb") if train_frames else _Null() as f_frames:
+            open(os.path.join(partial, "train_frames.u8"), "wb") if train_frames else contextlib.nullcontext() \
+            as f_frames:
         jobs = ((row, spec, train_frames, on_error) for row in rows)
         for i, (row, out) in enumerate(zip(rows, _ordered(_decode_or_skip, jobs, workers))):
             if isinstance(out, str):
@@ -180,14 +183,6 @@ def write_split(rows, directory, spec, *, train_frames: bool, workers: int = 1, 
     shutil.rmtree(directory, ignore_errors=True)
     os.replace(partial, directory)
     return len(labels)
-
-
-class _Null:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
 
 
 def decoded_dir(data_cfg) -> str:
