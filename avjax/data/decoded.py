@@ -387,10 +387,12 @@ def build(data_cfg, spec: preprocess.PreprocessSpec, *, workers: int | None = No
 def main(argv):
     from absl import flags
 
-    from avjax import experiment
     from avjax.data import sources
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True)
-    config = experiment.resolve_data(flags.FLAGS.config)
+    config = flags.FLAGS.config
+    if config.data.get("preset") == "folder" and not config.data.classes:   # configs/folder.py: from the folder
+        with config.unlocked():
+            config.data.classes = layout_a.folder_classes(config.data.root)
     out = write(config.data, sources.preprocess_spec(config.data), workers=flags.FLAGS.workers or os.cpu_count())
     print(f"decoded into {out}; train with --config.data.source=decoded"
           + ("" if not config.data.get("decoded_dir") else f" --config.data.decoded_dir={out}"))
