@@ -193,3 +193,18 @@ def test_pixels_become_the_host_s_floats_on_the_devices():
     out = jax.device_get(parallel.global_batch(batch, parallel.make_mesh()))
     assert out["image"].dtype == np.float32
     assert np.array_equal(out["image"], preprocess.unit_pixels(batch["image"]))
+
+
+def test_the_write_refuses_to_start_without_the_disk_space(folder, tmp_path, monkeypatch):
+    root, _ = folder
+    config = folder_config(root, **{"data.source": "decoded"})
+    spec = sources.preprocess_spec(config.data)
+    rows = layout_a.build(config.data, spec)[0]["train"].rows
+    need = decoded.estimate_bytes(rows, spec, True)
+    frames = sum(hi - lo + 1 for lo, hi in (decoded.train_frame_range(r.n_frames, spec) for r in rows))
+    assert need > frames * 35 * 46 * 3                      # at least the train frames (35 x 46 after resizing)
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(decoded.shutil, "disk_usage", lambda path: usage._replace(free=need // 2))
+    with pytest.raises(decoded.DecodedError, match=r"need about .* GB, .* GB are free"):
+        decoded.write(config.data, spec, str(tmp_path / "dec"), progress=False)
+    assert not os.path.exists(tmp_path / "dec" / "train")
