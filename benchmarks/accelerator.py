@@ -17,6 +17,8 @@ Paper sizes: 224x224 frame, 65535 audio samples, width 1.0, 28 classes (AVE), th
 - 'input': examples/s of the layout-A train pipeline (decode + resample + augment, grain workers; its own batch,
   --input-batch) and of the same pipeline from the decoded format (avjax.data.decoded), against the bf16 train
   step's examples/s.
+- 'fed': the bf16 train step fed by the decoded format's train pipeline as the trainer feeds it (grain workers,
+  global_batch), examples/s per --workers: whether the input keeps up, end to end. Not in the default parts.
 - 'branches': the bf16 train step of each encoder's model alone, and at twice the batch (where the time goes).
 Writes DIR/results.json (every number) and DIR/results.md (the table README shows, through
 tools/readme_results.py --sections Accelerator). Each part is guarded: a failure is printed and recorded, and
@@ -241,6 +243,52 @@ def input_pipeline(batch_size, workers, videos, batches):
     return rates
 
 
+def fed_train(size, batch_size, dtype, workers, videos, steps):
+    """The train step fed as `avjax.train.loop` feeds it, from the decoded format: grain train pipeline (its
+    workers) -> `parallel.global_batch` (uint8 pixels to float32 on the device) -> the jitted step
+    -> {workers: examples/s} over `steps` steps after 3 of warm-up."""
+    from absl import flags
+    flags.FLAGS(sys.argv[:1])
+    from input_pipeline import Repeated, formats, make_dataset
+
+    from avjax import parallel
+    from avjax.configs.base import base_config
+    from avjax.data import pipeline, sources
+    from avjax.models import build
+    from avjax.train.optimizer import make_optimizer
+    from avjax.train.state import init_state
+    from avjax.train.steps import make_steps
+    spec = sources.preprocess_spec(base_config().data, image_size=size["image"], audio_len=size["audio"])
+    tc = train_config()
+    model = build(dict(modality="av", num_classes=size["classes"], width=size["width"], dtype=dtype))
+    opt = make_optimizer(tc, 100)
+    train_step, _ = make_steps(model, opt, tc.defense)
+    step = jax.jit(train_step, donate_argnums=0)
+    mesh = parallel.make_mesh()
+    rates = {}
+    with tempfile.TemporaryDirectory() as root:
+        classes = make_dataset(root, videos, frames=16)
+        (source, transforms), = formats(root, classes, spec, names=("decoded",),
+                                        decode_workers=max(1, min(8, os.cpu_count() or 1)))[0].values()
+        for w in workers:
+            state = parallel.replicate(init_state(model, opt, jax.random.key(0), (size["image"], size["image"], 3),
+                                                  size["audio"], size["classes"]), mesh)
+            it = iter(pipeline.train_dataset(Repeated(source, 4096), transforms["train"], batch_size=batch_size,
+                                             seed=0, workers=w))
+            def run(n, state, it):
+                for i in range(n):
+                    state, metrics = step(state, parallel.global_batch(next(it), mesh), jax.random.key(i))
+                jax.block_until_ready(metrics["loss"])
+                return state
+
+            state = run(3, state, it)   # compilation and the workers' start
+            t0 = time.perf_counter()
+            run(steps, state, it)
+            rates[w] = steps * batch_size / (time.perf_counter() - t0)
+            del it
+    return rates
+
+
 def import_check():
     """`import avjax` with its default XLA flags, then start JAX's backend: does the accelerator still come up?"""
     env = {k: v for k, v in os.environ.items() if k not in ("AVJAX_NO_CPU_FLAGS", "XLA_FLAGS")}
@@ -280,6 +328,12 @@ def markdown(r):
         if "decoded_rates" in r["input"]:
             rates = ", ".join(f"{w} workers {v:.0f}" for w, v in r["input"]["decoded_rates"].items())
             lines.append(f"From the decoded format (avjax.data.decoded, the same examples): {rates} examples/s.")
+    if "fed" in r and "rates" in r["fed"]:
+        rates = ", ".join(f"{w} workers {v:.0f}" for w, v in r["fed"]["rates"].items())
+        lines.append(f"\nThe bf16 train step fed by the decoded format's pipeline, as the trainer feeds it (batch "
+                     f"{r['batch']}): {rates} examples/s, against "
+                     f"{r['fed'].get('train_examples_per_s', float('nan')):.0f} for the step on inputs already on "
+                     "the device.")
     return "\n".join(lines) + "\n"
 
 
@@ -389,6 +443,13 @@ def main():
             return {"rates": rates["files"], "decoded_rates": rates["decoded"],
                     "train_examples_per_s": r["rows"].get("train_bfloat16", {}).get("examples_per_s", float("nan"))}
         r["input"] = part("input pipeline", inp)
+    if "fed" in parts:
+        def fed():
+            rates = fed_train(size, args.batch, "bfloat16", [int(w) for w in args.workers.split(",")], args.videos,
+                              steps=3 if args.smoke else 50)
+            return {"rates": rates,
+                    "train_examples_per_s": r["rows"].get("train_bfloat16", {}).get("examples_per_s", float("nan"))}
+        r["fed"] = part("train step fed by the decoded format", fed)
     if "lax" in parts:
         with lax_input_gradients():
             add_row("train_bfloat16_lax", "train", "bfloat16", "avjax, lax input gradient",

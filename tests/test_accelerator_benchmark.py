@@ -14,7 +14,7 @@ def test_accelerator_benchmark_smoke(tmp_path):
     out = tmp_path / "acc"
     proc = subprocess.run(
         [sys.executable, os.path.join(ROOT, "benchmarks", "accelerator.py"), "--out", str(out), "--smoke",
-         "--batch", "2", "--steps", "2", "--parts", "ceiling,train,attack,input", "--videos", "4", "--workers", "0",
+         "--batch", "2", "--steps", "2", "--parts", "ceiling,train,attack,input,fed", "--videos", "4", "--workers", "0",
          "--input-batch", "4"],
         capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -35,3 +35,4 @@ def test_accelerator_benchmark_smoke(tmp_path):
     rates = r["input"]["rates"], r["input"]["decoded_rates"]
     assert all(rate["0"] > 0 for rate in rates), rates
     assert "From the decoded format" in table
+    assert r["fed"]["rates"]["0"] > 0 and "fed by the decoded format's pipeline" in table
