@@ -35,6 +35,7 @@ killed run keeps the splits it finished and redoes only the one it was writing.
 import concurrent.futures
 import contextlib
 import dataclasses
+import hashlib
 import json
 import logging
 import multiprocessing
@@ -61,6 +62,19 @@ def made_for(spec: preprocess.PreprocessSpec) -> dict:
     """The preprocessing fields the stored pixels and waveforms depend on (the rest apply at read time)."""
     return {"image_size": spec.image_size, "train_resize_factor": spec.train_resize_factor,
             "audio_rate": spec.audio_rate, "margin_frames": int(spec.fps * spec.margin_seconds)}
+
+
+def rows_fingerprint(rows) -> str:
+    """What identifies a split's examples, in order: (id, n_frames, label) of each row (not the media's
+    paths, so the dataset folder can move)."""
+    blob = json.dumps([[r.id, r.n_frames, r.label] for r in rows])
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _listed_rows(data_cfg, spec) -> dict:
+    """{split: rows} the data config lists (CSV rows and the validation carve; the media are not opened)."""
+    sources, _ = layout_a.build(data_cfg, spec, check_files=False)
+    return {split: source.rows for split, source in sources.items()}
 
 
 def train_frame_range(n_frames: int, spec: preprocess.PreprocessSpec) -> tuple[int, int]:
@@ -200,24 +214,30 @@ def write(data_cfg, spec: preprocess.PreprocessSpec, out: str | None = None, *, 
     (default: `decoded_dir(data_cfg)`)."""
     out = out or decoded_dir(data_cfg)
     sources, _ = layout_a.build(data_cfg, spec)
+    listed = {split: rows_fingerprint(rows) for split, rows in _listed_rows(data_cfg, spec).items()}
     return write_splits({split: source.rows for split, source in sources.items()}, out, spec,
                         list(layout_a.class_names(data_cfg)), workers=workers, on_error=data_cfg.on_error,
-                        progress=progress)
+                        progress=progress, listed=listed)
 
 
 def write_splits(rows: dict, out: str, spec: preprocess.PreprocessSpec, classes, *, workers: int = 1,
-                 on_error: str = "raise", progress=True) -> str:
-    """Decode {split: [layout_a.Row]} into `out`. Splits already complete for the same preprocessing are
-    kept (a killed run redoes only the split it was writing). Refuses to start when the disk cannot hold
-    the estimate."""
-    meta = {"format": FORMAT_VERSION, "made_for": made_for(spec), "classes": list(classes), "splits": {}}
+                 on_error: str = "raise", progress=True, listed: dict | None = None) -> str:
+    """Decode {split: [layout_a.Row]} into `out`. Splits already complete for the same preprocessing and
+    rows are kept (a killed run redoes only the split it was writing). Refuses to start when the disk cannot
+    hold the estimate. `listed`: {split: rows_fingerprint} of the rows the config lists (recorded in
+    meta.json, checked when the format is read for a config)."""
+    listed = listed or {split: rows_fingerprint(r) for split, r in rows.items()}
+    meta = {"format": FORMAT_VERSION, "made_for": made_for(spec), "classes": list(classes), "splits": {},
+            "rows": {}}
     meta_path = os.path.join(out, META)
     if os.path.isfile(meta_path):
         old = _read_meta(out)
         if old.get("made_for") != meta["made_for"]:
             raise DecodedError(f"{meta_path}: made for {old.get('made_for')}, not {meta['made_for']}; choose "
                                "another config.data.decoded_dir or delete that folder")
-        meta["splits"] = dict(old.get("splits", {}))
+        keep = {s for s in old.get("splits", {}) if old.get("rows", {}).get(s) == listed.get(s)}
+        meta["splits"] = {s: n for s, n in old["splits"].items() if s in keep}
+        meta["rows"] = {s: f for s, f in old.get("rows", {}).items() if s in keep}
     os.makedirs(out, exist_ok=True)
     todo = [s for s in rows if not (s in meta["splits"] and os.path.isdir(os.path.join(out, s)))]
     need = sum(estimate_bytes(rows[s], spec, s in TRAIN_SPLITS) for s in todo)
@@ -231,6 +251,7 @@ def write_splits(rows: dict, out: str, spec: preprocess.PreprocessSpec, classes,
         kept = write_split(rows[split], os.path.join(out, split), spec, train_frames=split in TRAIN_SPLITS,
                            workers=workers, on_error=on_error, progress=progress)
         meta["splits"][split] = kept
+        meta["rows"][split] = listed[split]
         _write_meta(out, meta)
     _write_meta(out, meta)
     return out
@@ -379,9 +400,28 @@ def build(data_cfg, spec: preprocess.PreprocessSpec, *, workers: int | None = No
         log.warning("%s: not decoded yet; decoding the dataset once (python -m avjax.data.decoded does the same)",
                     directory)
         write(data_cfg, spec, directory, workers=workers or os.cpu_count() or 1)
+    check_matches(directory, data_cfg, spec)
     splits = ("train", "val", "test")
     sources = {split: DecodedSource(directory, split, spec) for split in splits}
     return sources, layout_a.transforms(load_example, spec)
+
+
+def check_matches(directory, data_cfg, spec):
+    """The decoded folder holds the examples the config lists: the same classes and, per split, the same
+    rows in the same order (another CSV list or validation carve with the same root is an error, not
+    examples silently taken from the earlier list)."""
+    meta = _read_meta(directory)
+    path = os.path.join(directory, META)
+    classes = list(layout_a.class_names(data_cfg))
+    if meta["classes"] != classes:
+        raise DecodedError(f"{path}: decoded for the classes {meta['classes']}, the config lists {classes}; "
+                           "decode again into another config.data.decoded_dir")
+    for split, rows in _listed_rows(data_cfg, spec).items():
+        if meta.get("rows", {}).get(split) != rows_fingerprint(rows):
+            raise DecodedError(f"{path}: the {split} split was decoded from other rows than the {len(rows)} the "
+                               "config lists now (another CSV or validation carve?); run python -m "
+                               "avjax.data.decoded with this config (it redoes that split) or choose another "
+                               "config.data.decoded_dir")
 
 
 def main(argv):

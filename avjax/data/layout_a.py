@@ -177,8 +177,9 @@ def check_prepared(data_cfg, split, csv_path):
         f"--config.data.csv.{split}=FILE for a list elsewhere).")
 
 
-def build(data_cfg, spec: preprocess.PreprocessSpec):
-    """-> ({split: LayoutASource}, transforms) of the layout-A folder a data config names."""
+def build(data_cfg, spec: preprocess.PreprocessSpec, *, check_files=True):
+    """-> ({split: LayoutASource}, transforms) of the layout-A folder a data config names (`check_files`
+    False: the CSV rows only, no look at the media)."""
     classes = class_names(data_cfg)
     report = SkipReport()
     sources = {}
@@ -187,14 +188,14 @@ def build(data_cfg, spec: preprocess.PreprocessSpec):
         check_prepared(data_cfg, split, csv_path)
         rows = read_rows(csv_path, classes, data_cfg.audio_root or os.path.join(data_cfg.root, "audio"),
                          data_cfg.frames_root or os.path.join(data_cfg.root, "frames"),
-                         on_error=data_cfg.on_error, report=report)
+                         on_error=data_cfg.on_error, report=report, check_files=check_files)
         sources[split] = LayoutASource(rows)
     if report.items:
         log.warning(report.summary())
     if not len(sources["val"]) and data_cfg.get("val_fraction"):
         train_rows, val_rows = carve_validation(sources["train"].rows, data_cfg.val_fraction, data_cfg.val_seed)
         sources["train"], sources["val"] = LayoutASource(train_rows), LayoutASource(val_rows)
-        log.warning("%s: no validation rows; carved %d of the %d training rows (stratified by class, fraction "
+        (log.warning if check_files else log.debug)("%s: no validation rows; carved %d of the %d training rows (stratified by class, fraction "
                     "%g, seed %d) as the validation split", data_cfg.name, len(val_rows),
                     len(train_rows) + len(val_rows), data_cfg.val_fraction, data_cfg.val_seed)
     return sources, transforms(load_example, spec)

@@ -208,3 +208,24 @@ def test_the_write_refuses_to_start_without_the_disk_space(folder, tmp_path, mon
     with pytest.raises(decoded.DecodedError, match=r"need about .* GB, .* GB are free"):
         decoded.write(config.data, spec, str(tmp_path / "dec"), progress=False)
     assert not os.path.exists(tmp_path / "dec" / "train")
+
+
+def test_a_folder_decoded_from_other_rows_is_refused_then_redone(folder, tmp_path):
+    """Another CSV list with the same root must not read the examples decoded from the earlier list."""
+    root, out = folder
+    copy_root = tmp_path / "prepared"
+    shutil.copytree(root, copy_root)
+    config = folder_config(copy_root, **{"data.source": "decoded"})
+    srcs, _ = sources.build(config.data)                     # the copied folder's decoded format: accepted
+    lines = open(copy_root / "test.csv").read().splitlines()
+    open(copy_root / "test.csv", "w").write("\n".join(lines[1:]) + "\n")
+    with pytest.raises(decoded.DecodedError, match="test split was decoded from other rows than the 1 the config"):
+        sources.build(config.data)
+    train_before = os.path.getmtime(copy_root / "decoded" / "train" / "index.npz")
+    decoded.write(config.data, sources.preprocess_spec(config.data), progress=False)   # redoes the test split
+    srcs, _ = sources.build(config.data)
+    assert len(srcs["test"]) == 1 and os.path.getmtime(copy_root / "decoded" / "train" / "index.npz") == train_before
+    with config.unlocked():
+        config.data.classes = ("cat", "cow")
+    with pytest.raises(decoded.DecodedError, match="decoded for the classes"):
+        decoded.check_matches(str(copy_root / "decoded"), config.data, sources.preprocess_spec(config.data))
