@@ -21,7 +21,8 @@ fraction of the cost (benchmarks/input_pipeline.py).
 process; with several hosts, run the command above once first). Files, under `data.decoded_dir` (default
 `<data.root>/decoded`):
 
-    meta.json                     format version, the preprocessing it was made for, classes, split sizes
+    meta.json                     format version, the preprocessing it was made for, classes, split sizes and
+                                  a fingerprint of each split's rows (checked against the config's lists)
     <split>/index.npz             label, id, n_frames, first stored train frame, frame and audio offsets
     <split>/eval_images.u8        (N, size, size, 3) uint8
     <split>/train_frames.u8       train split only: each video's candidate frames, one after another
@@ -29,8 +30,8 @@ process; with several hosts, run the command above once first). Files, under `da
 
 The train frames dominate the size (at the paper's sizes 34 candidate frames of 246 x 328 for a 10 s clip):
 AVE ~28 GB, Kinetics-Sounds ~77 GB, MUSIC (minutes-long videos) tens of GB; the command prints its estimate
-and refuses to start without the disk space. A split is written to `<split>.partial/` and renamed when complete, so a
-killed run keeps the splits it finished and redoes only the one it was writing.
+and refuses to start without the disk space. A split is written to `<split>.partial/` and renamed when
+complete, so a killed run keeps the splits it finished and redoes only the one it was writing.
 """
 import concurrent.futures
 import contextlib
@@ -374,8 +375,9 @@ class DecodedSource:
 def load_example(item: DecodedItem, train: bool, rng, spec: preprocess.PreprocessSpec) -> dict:
     """A stored example -> the model-ready example `layout_a.load_example` makes of its row (same rng draws).
 
-    Training examples keep the image as uint8 pixels: batching and copying a quarter of the bytes makes the
-    pipeline ~2x faster, and `parallel.global_batch` divides by 255 on the devices (the same float32 values).
+    Training examples keep the image as uint8 pixels: batching and copying a quarter of the bytes took the train
+    pipeline from 1428 to 2063 examples/s (2 workers, 2 cores), and `parallel.global_batch` divides by 255 on
+    the devices (the same float32 values).
     Evaluation examples are float32 in [0, 1], as every other source's."""
     frame = preprocess.centre_frame(item.n_frames, train, rng, spec)
     if train:

@@ -182,7 +182,8 @@ def test_the_command_decodes_a_config_s_dataset(folder, tmp_path):
     assert f"decoded into {tmp_path / 'dec'}; train with --config.data.source=decoded" in proc.stdout
     for split in ("train", "val", "test"):
         for name in ("eval_images.u8", "audio.f32"):
-            assert open(tmp_path / "dec" / split / name, "rb").read() == open(os.path.join(out, split, name), "rb").read()
+            written = open(tmp_path / "dec" / split / name, "rb").read()
+            assert written == open(os.path.join(out, split, name), "rb").read()
 
 
 def test_pixels_become_the_host_s_floats_on_the_devices():
