@@ -45,6 +45,7 @@ import shutil
 import sys
 
 import numpy as np
+from tqdm import tqdm
 
 from avjax.data import layout_a, media, preprocess
 
@@ -167,7 +168,9 @@ def write_split(rows, directory, spec, *, train_frames: bool, workers: int = 1, 
             open(os.path.join(partial, "train_frames.u8"), "wb") if train_frames else contextlib.nullcontext() \
             as f_frames:
         jobs = ((row, spec, train_frames, on_error) for row in rows)
-        for i, (row, out) in enumerate(zip(rows, _ordered(_decode_or_skip, jobs, workers))):
+        decoded_rows = zip(rows, _ordered(_decode_or_skip, jobs, workers))
+        for row, out in tqdm(decoded_rows, total=len(rows), desc=f"decode {os.path.basename(directory)}",
+                             unit="video", disable=not progress, mininterval=5):
             if isinstance(out, str):
                 skipped.add(row.id, out)
                 continue
@@ -186,8 +189,6 @@ def write_split(rows, directory, spec, *, train_frames: bool, workers: int = 1, 
             labels.append(row.label)
             ids.append(row.id)
             n_frames.append(row.n_frames)
-            if progress and (i + 1) % 200 == 0:
-                print(f"  {directory}: {i + 1}/{len(rows)}", file=sys.stderr, flush=True)
     if skipped.items:
         log.warning("%s: %s", directory, skipped.summary())
     np.savez(os.path.join(partial, "index.npz"), label=np.asarray(labels, np.int32), id=np.asarray(ids, str),
