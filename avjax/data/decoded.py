@@ -244,10 +244,10 @@ def write_splits(rows: dict, out: str, spec: preprocess.PreprocessSpec, classes,
     todo = [s for s in rows if not (s in meta["splits"] and os.path.isdir(os.path.join(out, s)))]
     need = sum(estimate_bytes(rows[s], spec, s in TRAIN_SPLITS) for s in todo)
     free = shutil.disk_usage(out).free
-    print(f"decoding {', '.join(todo) or 'nothing (complete)'} into {out}: about {need / 1e9:.1f} GB "
-          f"({free / 1e9:.1f} GB free)", file=sys.stderr)
+    print(f"decoding {', '.join(todo) or 'nothing (complete)'} into {out}: about {_bytes(need)} "
+          f"({_bytes(free)} free)", file=sys.stderr)
     if need > free:
-        raise DecodedError(f"{out}: the decoded splits need about {need / 1e9:.1f} GB, {free / 1e9:.1f} GB are "
+        raise DecodedError(f"{out}: the decoded splits need about {_bytes(need)}, {_bytes(free)} are "
                            "free; choose another config.data.decoded_dir")
     for split in todo:
         kept = write_split(rows[split], os.path.join(out, split), spec, train_frames=split in TRAIN_SPLITS,
@@ -257,6 +257,10 @@ def write_splits(rows: dict, out: str, spec: preprocess.PreprocessSpec, classes,
         _write_meta(out, meta)
     _write_meta(out, meta)
     return out
+
+
+def _bytes(n) -> str:
+    return f"{n / 1e9:.1f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"
 
 
 def _write_meta(out, meta):
