@@ -268,8 +268,8 @@ def fed_train(size, batch_size, dtype, workers, videos, steps):
     rates = {}
     with tempfile.TemporaryDirectory() as root:
         classes = make_dataset(root, videos, frames=16)
-        (source, transforms), = formats(root, classes, spec, names=("decoded",),
-                                        decode_workers=max(1, min(8, os.cpu_count() or 1)))[0].values()
+        made, _ = formats(root, classes, spec, names=("decoded",), decode_workers=max(1, min(8, os.cpu_count() or 1)))
+        source, transforms = made["decoded"]
         for w in workers:
             state = parallel.replicate(init_state(model, opt, jax.random.key(0), (size["image"], size["image"], 3),
                                                   size["audio"], size["classes"]), mesh)

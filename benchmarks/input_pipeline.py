@@ -50,7 +50,8 @@ class Repeated:
 
     def __init__(self, source, length):
         self.source, self.length = source, length
-        self.read_ahead = getattr(source, "read_ahead", None) or (16, 500)
+        from avjax.data import pipeline
+        self.read_ahead = getattr(source, "read_ahead", pipeline.DEFAULT_READ_AHEAD)
         self.read_in_process = getattr(source, "read_in_process", False)
 
     def __len__(self):

@@ -33,6 +33,7 @@ AVE ~28 GB, Kinetics-Sounds ~77 GB, MUSIC (minutes-long videos) tens of GB; the 
 and refuses to start without the disk space. A split is written to `<split>.partial/` and renamed when
 complete, so a killed run keeps the splits it finished and redoes only the one it was writing.
 """
+import collections
 import concurrent.futures
 import contextlib
 import dataclasses
@@ -127,11 +128,11 @@ def _ordered(fn, items, workers):
         return
     # spawn, not fork: the parent may run JAX threads, and a forked copy of them can deadlock
     with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        pending = []
+        pending = collections.deque()
         for item in items:
             pending.append(pool.submit(fn, item))
             if len(pending) >= 2 * workers:
-                yield pending.pop(0).result()
+                yield pending.popleft().result()
         for future in pending:
             yield future.result()
 
