@@ -1,0 +1,107 @@
+"""Max pooling: values and gradients of PyTorch's pools, ties included (the gradient goes to the first max).
+
+Inputs are small integers after a ReLU, so most windows hold tied maxima (zeros, and equal positive
+values as in a constant image region or silence): where the gradient of a tie goes is what is tested.
+"""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import linen as nn
+
+from avjax.models.layers import max_first, max_first_over, max_pool_1d_pairs, max_pool_3x3_s2_p1
+from tests.conftest import needs_torch
+
+
+def _tied(shape, seed=0):
+    rng = np.random.default_rng(seed)
+    return np.maximum(rng.integers(-2, 3, shape), 0).astype(np.float64)
+
+
+def _vjp(fn, x, seed=1):
+    y, pull = jax.vjp(fn, x)
+    g = np.random.default_rng(seed).normal(size=y.shape).astype(y.dtype)
+    return np.asarray(y), np.asarray(pull(jnp.asarray(g))[0]), g
+
+
+def _split_ties_pool(x):
+    """The stem pool with `jnp.maximum`, whose gradient splits a tie evenly (what avjax must not do)."""
+    h, w = (x.shape[1] + 1) // 2, (x.shape[2] + 1) // 2
+    padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=-jnp.inf)
+    out = padded[:, 0:2 * h - 1:2, 0:2 * w - 1:2]
+    for i in range(3):
+        for j in range(3):
+            out = jnp.maximum(out, padded[:, i:i + 2 * h - 1:2, j:j + 2 * w - 1:2])
+    return out
+
+
+@pytest.mark.parametrize("hw", [(8, 8), (7, 9), (1, 2)])
+def test_stem_pool_equals_reduce_window_pool_ties_included(hw):
+    """Bit for bit the values and gradients of nn.max_pool (XLA's select-and-scatter, first max)."""
+    x = jnp.asarray(_tied((2, *hw, 3)), jnp.float32)
+    reference = lambda v: nn.max_pool(v, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))  # noqa: E731
+    y, dx, g = _vjp(max_pool_3x3_s2_p1, x)
+    y_ref, pull = jax.vjp(reference, x)
+    np.testing.assert_array_equal(y, np.asarray(y_ref))
+    np.testing.assert_array_equal(dx, np.asarray(pull(jnp.asarray(g))[0]))
+    np.testing.assert_allclose(dx.sum(), g.sum(), rtol=1e-5)
+    if hw != (1, 2):  # the ties are there: splitting them between elements would give another gradient
+        assert not np.array_equal(dx, _vjp(_split_ties_pool, x)[1])
+
+
+def test_max_first_gives_a_tie_to_the_first_candidate_only():
+    a, b, c = jnp.asarray([1.0, 2.0, 3.0]), jnp.asarray([1.0, 5.0, 3.0]), jnp.asarray([0.0, 5.0, 3.0])
+    grads = jax.grad(lambda a, b, c: (max_first(a, b, c) * jnp.asarray([1.0, 2.0, 4.0])).sum(),
+                     argnums=(0, 1, 2))(a, b, c)
+    np.testing.assert_array_equal(np.stack(grads), [[1, 0, 4], [0, 2, 0], [0, 0, 0]])
+
+
+def test_max_first_over_sends_the_gradient_to_the_first_maximum():
+    x = jnp.asarray([[[1.0, 0.0], [3.0, 0.0], [3.0, 0.0]]])  # (1, 3, 2): a tie at 3 and an all-zero column
+    y, dx, g = _vjp(lambda v: max_first_over(v, 1), x)
+    np.testing.assert_array_equal(y, [[3.0, 0.0]])
+    np.testing.assert_array_equal(dx, [[[0, g[0, 1]], [g[0, 0], 0], [0, 0]]])
+
+
+def test_pools_keep_bfloat16():
+    x = jnp.ones((1, 6, 6, 2), jnp.bfloat16)
+    assert max_pool_3x3_s2_p1(x).dtype == jnp.bfloat16
+    assert jax.grad(lambda v: max_pool_3x3_s2_p1(v).astype(jnp.float32).sum())(x).dtype == jnp.bfloat16
+
+
+@needs_torch
+def test_pools_match_pytorch_values_and_gradients_with_ties():
+    """MaxPool2d(3, 2, 1), MaxPool1d(2, 2), AdaptiveMaxPool1d/2d(1) of PyTorch, in float64, exactly."""
+    import torch
+    import torch.nn.functional as F
+
+    def torch_vjp(fn, x_nc, g):
+        xt = torch.tensor(x_nc, requires_grad=True)
+        y = fn(xt)
+        y.backward(torch.tensor(g))
+        return y.detach().numpy(), xt.grad.numpy()
+
+    with jax.enable_x64(True):
+        x = _tied((2, 9, 10, 4))  # (B, H, W, C)
+        y, dx, g = _vjp(max_pool_3x3_s2_p1, jnp.asarray(x))
+        y_t, dx_t = torch_vjp(lambda t: F.max_pool2d(t, 3, 2, 1), x.transpose(0, 3, 1, 2), g.transpose(0, 3, 1, 2))
+        np.testing.assert_array_equal(y, y_t.transpose(0, 2, 3, 1))
+        np.testing.assert_array_equal(dx, dx_t.transpose(0, 2, 3, 1))
+
+        x = _tied((2, 11, 4))  # (B, T, C), odd length: floor mode drops the last sample
+        y, dx, g = _vjp(max_pool_1d_pairs, jnp.asarray(x))
+        y_t, dx_t = torch_vjp(lambda t: F.max_pool1d(t, 2, 2), x.transpose(0, 2, 1), g.transpose(0, 2, 1))
+        np.testing.assert_array_equal(y, y_t.transpose(0, 2, 1))
+        np.testing.assert_array_equal(dx, dx_t.transpose(0, 2, 1))
+
+        y, dx, g = _vjp(lambda v: max_first_over(v, 1), jnp.asarray(x))
+        y_t, dx_t = torch_vjp(lambda t: F.adaptive_max_pool1d(t, 1)[..., 0], x.transpose(0, 2, 1), g)
+        np.testing.assert_array_equal(y, y_t)
+        np.testing.assert_array_equal(dx, dx_t.transpose(0, 2, 1))
+
+        x = _tied((2, 3, 5, 4))
+        flat = lambda v: max_first_over(v.reshape(v.shape[0], -1, v.shape[-1]), 1)  # noqa: E731 (ResNet18's pool='max')
+        y, dx, g = _vjp(flat, jnp.asarray(x))
+        y_t, dx_t = torch_vjp(lambda t: F.adaptive_max_pool2d(t, 1)[..., 0, 0], x.transpose(0, 3, 1, 2), g)
+        np.testing.assert_array_equal(y, y_t)
+        np.testing.assert_array_equal(dx, dx_t.transpose(0, 2, 3, 1))
