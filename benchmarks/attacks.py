@@ -103,9 +103,9 @@ def main():
             spec = robustness.EvalSpec.from_config(base_config().eval, units="normalized", loop=loop)
 
             def jax_all(spec=spec):
-                clean = robustness._jit_clean(fns, batch)
+                clean, gradients = robustness._jit_clean_gradients(fns, batch, spec)  # as evaluate_model
                 for method in ("fgsm", "pgd", "mim"):
-                    jax.block_until_ready(robustness.method_batch(fns, batch, spec, method, clean))
+                    jax.block_until_ready(robustness.method_batch(fns, batch, spec, method, clean, gradients))
 
             def torch_all(competent):
                 with torch.no_grad():

@@ -67,14 +67,15 @@ def mim(logits_fn, image, audio, label, *, eps_visual, eps_audio, units="pixel",
 
 
 def fgsm_settings(logits_fn, image, audio, label, settings, *, units="pixel", variant="standard",
-                  loss="ce", cos_weight=1.0, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+                  loss="ce", cos_weight=1.0, mean=IMAGENET_MEAN, std=IMAGENET_STD, gradients=None):
     """FGSM for several (eps_visual, eps_audio) settings from ONE gradient (traceable).
 
-    -> [(adv_image, adv_audio) per setting]; the three paper settings cost one forward/backward.
+    -> [(adv_image, adv_audio) per setting]; the three paper settings cost one forward/backward, none
+    with `gradients`, the clean-point gradients already computed (`avjax.attacks.core.clean_gradients`).
     """
     cfg = make_config("fgsm", eps_visual=1.0, eps_audio=1.0, units=units, variant=variant, loss=loss,
                       cos_weight=cos_weight, mean=mean, std=std)
-    return fgsm_from_one_gradient(logits_fn, image, audio, label, settings, cfg)
+    return fgsm_from_one_gradient(logits_fn, image, audio, label, settings, cfg, gradients)
 
 
 def apgd_config(*, eps_visual, eps_audio, units="pixel", steps=100, restarts=1, loss="ce", targeted=False,

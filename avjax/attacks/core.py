@@ -120,17 +120,24 @@ def fgsm_update(space, image, z0, audio, g_v, g_a, eps_v, eps_a, *, clamp_audio=
     return adv_v, adv_a
 
 
-def fgsm_from_one_gradient(fns, image, audio, label, settings, cfg: AttackConfig):
+def clean_gradients(fns, image, audio, label, cfg: AttackConfig):
+    """-> ((g_pixels, g_audio), (per-example CE, logits)): the gradients of `cfg`'s attack loss at the clean
+    inputs w.r.t. both inputs (traceable). It is the first gradient of FGSM, PGD and MIM in every setting,
+    so an evaluation computes it once per batch and hands it to each attack (`first_gradients`)."""
+    return jax.grad(_loss_fn(as_model_fns(fns), cfg, None, None), argnums=(0, 1), has_aux=True)(image, audio, label)
+
+
+def fgsm_from_one_gradient(fns, image, audio, label, settings, cfg: AttackConfig, gradients=None):
     """FGSM for several (eps_visual, eps_audio) settings from ONE gradient (traceable).
 
     -> [(adv_image, adv_audio) per setting]. All settings share the clean-point gradient, so the
-    three paper settings cost one forward/backward instead of three. `cfg` gives loss, units, variant.
+    three paper settings cost one forward/backward instead of three; `gradients`, that gradient
+    already computed (`clean_gradients`), costs none. `cfg` gives loss, units, variant.
     """
     fns = as_model_fns(fns)
     uses_v = not isinstance(fns, ModelFns) or fns.uses_visual
     uses_a = not isinstance(fns, ModelFns) or fns.uses_audio
-    (g_v, g_a), _ = jax.grad(_loss_fn(fns, cfg, None, None), argnums=(0, 1), has_aux=True)(
-        image, audio, label)
+    g_v, g_a = gradients if gradients is not None else clean_gradients(fns, image, audio, label, cfg)[0]
     space = cfg.space
     g_v = g_v * jnp.asarray(space.scale, image.dtype)
     z0 = space.to_attack(image)
@@ -161,8 +168,12 @@ def _original_mim_projection(x, eps, lower):
 
 
 def run_attack(logits_fn, image, audio, label, eps_visual, eps_audio, cfg: AttackConfig, key=None, *,
-               mim=None):
+               mim=None, first_gradients=None):
     """The core: -> (adv_image, adv_audio). eps values may be traced scalars (eps sweeps).
+
+    `first_gradients`, the gradients at the clean inputs (`clean_gradients(...)[0]`), replace the first
+    step's forward/backward pass (there is no other gradient at the clean point; without a random start
+    every method's first step takes it); ignored with `random_start`.
 
     `mim`, a (traced) boolean, picks MIM where true and PGD where false in ONE compiled program (for a
     PGD or MIM `cfg`; the method's own steps, step size and projection, selected elementwise, so PGD's
@@ -195,8 +206,12 @@ def run_attack(logits_fn, image, audio, label, eps_visual, eps_audio, cfg: Attac
     z0 = space.to_attack(image)
     original = cfg.variant == "original"
 
+    given = first_gradients is not None and not cfg.random_start
+    if given:  # the clean-point gradients as `gradients` returns them
+        first = (first_gradients[0] * scale if attack_v else None, first_gradients[1] if attack_a else None)
+
     if cfg.method == "fgsm":
-        g_v, g_a, _ = gradients(image, audio)
+        g_v, g_a = first if given else gradients(image, audio)[:2]
         return fgsm_update(space, image, z0, audio, g_v if attack_v else None, g_a if attack_a else None,
                            eps_v, eps_a, clamp_audio=not original)
 
@@ -220,9 +235,8 @@ def run_attack(logits_fn, image, audio, label, eps_visual, eps_audio, cfg: Attac
             return _original_mim_projection(x, eps, lower), mom
         return x0 + jnp.clip(x - x0, -eps, eps), mom
 
-    def step(_, carry):
+    def update(carry, g_v, g_a):
         pix_v, z, aud, mom_v, mom_a = carry
-        g_v, g_a, _ = gradients(pix_v, aud)
         if attack_v:
             z, mom_v = signed_step(z, z0, g_v, mom_v, alpha_v, eps_v, 0.0)
             pix_v, z = space.clamp(z)
@@ -230,6 +244,10 @@ def run_attack(logits_fn, image, audio, label, eps_visual, eps_audio, cfg: Attac
             aud, mom_a = signed_step(aud, audio, g_a, mom_a, alpha_a, eps_a, AUDIO_BOUNDS[0])
             aud = jnp.clip(aud, *AUDIO_BOUNDS)
         return pix_v, z, aud, mom_v, mom_a
+
+    def step(_, carry):
+        g_v, g_a, _ = gradients(carry[0], carry[2])
+        return update(carry, g_v, g_a)
 
     def one_run(run_key):
         pix_v, z, aud = image, z0, audio
@@ -242,10 +260,13 @@ def run_attack(logits_fn, image, audio, label, eps_visual, eps_audio, cfg: Attac
                 aud = jnp.clip(audio + jax.random.uniform(ka, audio.shape, audio.dtype, -1.0, 1.0) * eps_a,
                                *AUDIO_BOUNDS)
         carry = (pix_v, z, aud, jnp.zeros_like(z0), jnp.zeros_like(audio))
+        start = 0
+        if given:
+            carry, start = update(carry, *first), 1
         if resolve_loop(cfg.loop) == "fori":
-            carry = jax.lax.fori_loop(0, cfg.steps, step, carry)
+            carry = jax.lax.fori_loop(start, cfg.steps, step, carry)
         else:
-            for i in range(cfg.steps):
+            for i in range(start, cfg.steps):
                 carry = step(i, carry)
         return carry[0], carry[2]
 

@@ -162,3 +162,30 @@ def test_one_program_for_pgd_and_mim_equals_each(small, variant, setting):
             np.testing.assert_array_equal(x, y)
     with pytest.raises(ValueError, match="selects between PGD and MIM"):
         run_attack(fns, image, audio, label, eps_v, eps_a, attacks.make_config("fgsm", **opts), mim=True)
+
+
+@pytest.mark.parametrize("variant,setting", [("standard", "xA"), ("standard", "xV"), ("standard", "xAV"),
+                                             ("original", "xAV")])
+def test_given_clean_gradients_replace_the_first_step(small, variant, setting):
+    """FGSM, PGD and MIM started from the clean-point gradients computed once in another program (what the
+    evaluation does per batch) give the adversarial examples they compute on their own (float64, where
+    the two programs' rounding cannot flip a gradient's sign)."""
+    from avjax.attacks.core import clean_gradients, run_attack
+    eps_v, eps_a = SETTINGS[setting]
+    opts = dict(eps_visual=eps_v, eps_audio=eps_a, units="normalized", variant=variant)
+    with jax.enable_x64(True):
+        fns, image, audio, label = jax.tree.map(
+            lambda x: x.astype(jnp.float64) if jnp.issubdtype(x.dtype, jnp.floating) else x, small)
+        gradients, (_, logits) = jax.jit(lambda: clean_gradients(fns, image, audio, label,
+                                                                 attacks.make_config("fgsm", **opts)))()
+        np.testing.assert_allclose(logits, fns(image, audio)[0], rtol=1e-9, atol=1e-9)
+        for method in ("fgsm", "pgd", "mim"):
+            cfg = attacks.make_config(method, **opts)
+            given = jax.jit(lambda g: run_attack(fns, image, audio, label, eps_v, eps_a, cfg, first_gradients=g))
+            alone = jax.jit(lambda: run_attack(fns, image, audio, label, eps_v, eps_a, cfg))()
+            for x, y in zip(given(gradients), alone):
+                assert x.dtype == jnp.float64
+                np.testing.assert_array_equal(x, y)
+            # a wrong first gradient changes the result: the given one is really used
+            flipped = jax.tree.map(lambda g: -g, gradients)
+            assert not all(np.array_equal(x, y) for x, y in zip(given(flipped), alone))
