@@ -10,8 +10,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from avjax.models.canonical_conv import conv_general_dilated
-from avjax.models.layers import (BatchNorm, max_first_over, max_pool_1d_pairs, scaled_channels, torch_bias_init,
-                                 torch_kernel_init)
+from avjax.models.layers import BatchNorm, max_pool_1d_pairs, scaled_channels, torch_bias_init, torch_kernel_init
 
 
 class AudioNet(nn.Module):
@@ -46,4 +45,4 @@ class AudioNet(nn.Module):
             self.sow("intermediates", f"block{block}", x)
         if x.shape[1] == 0:
             raise ValueError(f"waveform of {audio.shape[1]} samples is too short for AudioNet")
-        return max_first_over(x, 1)  # AdaptiveMaxPool1d(1): gradient to the first maximum
+        return x.max(axis=1)

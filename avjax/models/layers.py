@@ -3,7 +3,6 @@
 The original networks are PyTorch modules; matching their numerics (including how BatchNorm updates
 its running variance) is what lets ported weights and avjax-trained weights mean the same thing.
 """
-import functools
 from typing import Any
 
 import jax
@@ -111,8 +110,8 @@ def max_first(*candidates):
 
     PyTorch's max pooling sends a window's gradient to one element, the first maximum in scan order,
     and so does XLA's select-and-scatter; `jnp.maximum` would split it evenly between tied elements.
-    Ties are common in real inputs (constant image regions, silence: equal activations side by side),
-    and an attack's sign step follows where the gradient goes, so the pools below pick the first.
+    ResNet18's stem pool uses it, so its gradient stays that of `nn.max_pool` (XLA's select-and-scatter,
+    also the first maximum) while costing a quarter as much.
     """
     out = candidates[0]
     for c in candidates[1:]:
@@ -141,10 +140,12 @@ max_first.defvjp(_max_first_fwd, _max_first_bwd)
 def max_pool_1d_pairs(x):
     """MaxPool1d(kernel 2, stride 2) over axis 1 (floor mode): a max over two strided slices.
 
-    Written with slices rather than reduce_window: cheaper forward and backward on XLA:CPU.
+    Written with slices rather than reduce_window: cheaper forward and backward on XLA:CPU. A tie's
+    gradient is split evenly between the two elements (PyTorch gives it to the first): kept on purpose,
+    see docs/method.md, "Max pools and ties".
     """
     n = x.shape[1] // 2
-    return max_first(x[:, 0:2 * n:2], x[:, 1:2 * n:2])
+    return jnp.maximum(x[:, 0:2 * n:2], x[:, 1:2 * n:2])
 
 
 def max_pool_3x3_s2_p1(x):
@@ -161,22 +162,3 @@ def max_pool_3x3_s2_p1(x):
     padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=-jnp.inf)
     windows = [padded[:, i:i + 2 * h - 1:2, j:j + 2 * w - 1:2] for i in range(3) for j in range(3)]
     return max_first(*windows)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
-def max_first_over(x, axis: int):
-    """`x.max(axis)` whose gradient goes to the first maximum along `axis` (PyTorch's adaptive max pool)."""
-    return x.max(axis=axis)
-
-
-def _max_first_over_fwd(x, axis):
-    return x.max(axis=axis), x
-
-
-def _max_first_over_bwd(axis, x, g):
-    first = jnp.expand_dims(jnp.argmax(x, axis=axis), axis)
-    chosen = jax.lax.broadcasted_iota(first.dtype, x.shape, axis % x.ndim) == first
-    return (jnp.where(chosen, jnp.expand_dims(g, axis), jnp.zeros_like(x)),)
-
-
-max_first_over.defvjp(_max_first_over_fwd, _max_first_over_bwd)

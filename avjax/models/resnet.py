@@ -10,7 +10,7 @@ from flax import linen as nn
 
 from avjax.common import IMAGENET_MEAN, IMAGENET_STD
 from avjax.models.canonical_conv import conv_general_dilated
-from avjax.models.layers import BatchNorm, max_first_over, max_pool_3x3_s2_p1, scaled_channels
+from avjax.models.layers import BatchNorm, max_pool_3x3_s2_p1, scaled_channels
 
 
 def torchvision_conv_init():
@@ -79,8 +79,5 @@ class ResNet18(nn.Module):
                 x = BasicBlock(ch, stride, dtype=self.dtype, param_dtype=self.param_dtype,
                                name=f"layer{i}_{j}")(x, train=train)
             self.sow("intermediates", f"layer{i}", x)
-        if self.pool == "avg":
-            pooled = x.mean(axis=(1, 2))
-        else:  # AdaptiveMaxPool2d(1): gradient to the first maximum in row-major order
-            pooled = max_first_over(x.reshape(x.shape[0], -1, x.shape[-1]), 1)
+        pooled = x.mean(axis=(1, 2)) if self.pool == "avg" else x.max(axis=(1, 2))
         return pooled, x
