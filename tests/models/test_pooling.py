@@ -26,7 +26,7 @@ def _vjp(fn, x, seed=1):
 
 
 def _split_ties_pool(x):
-    """The stem pool with `jnp.maximum`, whose gradient splits a tie evenly (what avjax must not do)."""
+    """The stem pool with `jnp.maximum`, whose gradient splits a tie evenly (what the stem pool must not do)."""
     h, w = (x.shape[1] + 1) // 2, (x.shape[2] + 1) // 2
     padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=-jnp.inf)
     out = padded[:, 0:2 * h - 1:2, 0:2 * w - 1:2]
