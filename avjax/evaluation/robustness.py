@@ -101,11 +101,6 @@ def adversarial_inputs(fns, batch, spec: EvalSpec, method: str) -> list:
 SETTING_MODALITIES = {"xA": (False, True), "xV": (True, False), "xAV": (True, True)}  # (visual, audio)
 
 
-def clean_batch(fns, batch):
-    """(B,) correctness on clean inputs."""
-    return _correct(fns, batch["image"], batch["audio"], batch["label"])
-
-
 def clean_and_gradients(fns, batch, spec: EvalSpec):
     """-> ((B,) correctness on clean inputs, (d loss/d pixels, d loss/d audio) there). The gradients are
     the first step of FGSM, PGD and MIM in every setting and at every eps of the sweep: computed once
@@ -138,7 +133,6 @@ def setting_batch(fns, batch, eps_visual, eps_audio, mim, spec: EvalSpec, settin
 
 
 # Module-level jits: every model of a run (and every seed) with the same module and shapes reuses them.
-_jit_clean = jax.jit(clean_batch)
 _jit_clean_gradients = jax.jit(clean_and_gradients, static_argnames=("spec",))
 _jit_fgsm = jax.jit(fgsm_batch, static_argnames=("spec", "settings"))
 _jit_setting = jax.jit(setting_batch, static_argnames=("spec", "setting"))

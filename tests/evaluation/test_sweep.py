@@ -23,7 +23,7 @@ def test_reused_points_equal_attacking_again():
     fns, image, audio, label = sensitive_model()
     batch = {"image": image, "audio": audio, "label": label}
     spec = spec_for((0.0, 0.02, 0.04))
-    clean = robustness._jit_clean(fns, batch)
+    clean, _ = robustness._jit_clean_gradients(fns, batch, spec)
     table = robustness.method_batch(fns, batch, spec, "pgd", clean)
     with_table = robustness.sweep_batch(fns, batch, spec, spec.sweep_eps, clean, table)
     attacked_again = robustness.sweep_batch(fns, batch, spec, spec.sweep_eps, clean)
