@@ -1,7 +1,7 @@
 """Where avjax's CPU time goes, against this CPU's own ceiling and PyTorch: what bounds the attack table and
 the train step (CPU, 2 threads, both frameworks).
 
-    python benchmarks/cpu_bounds.py [--repeats 5] [--size paper|small] [--parts ceiling,attack,table,wgrad]
+    python benchmarks/cpu_bounds.py [--repeats 5] [--size paper|small] [--parts ceiling,attack,table,convs,wgrad]
 
 ceiling  f32 GEMM 2048^3 in XLA and in PyTorch: the multiply-add rate this CPU gives each framework.
 attack   each branch's input gradient with the other branch frozen (one attack step on one modality) and each
@@ -11,14 +11,18 @@ table    the robustness table of one batch (clean + FGSM/PGD/MIM x xA/xV/xAV, as
          modelled as counts of those passes times their standalone times (`--measured-table`: the measured
          tables beside it); then avjax's table with its visual passes at PyTorch's speed and its audio passes at
          the XLA GEMM ceiling: what the ratio could reach without faster ResNet kernels than PyTorch's.
+convs    ResNet18's convolutions one by one (forward and input gradient, each shape times its count) in avjax and
+         PyTorch: the kernels under the visual passes.
 wgrad    the weight gradient of each distinct conv layer of both nets (the train step's extra work over an
          attack step): avjax (JAX's rule, as the train step runs it) vs PyTorch, and the GEMM that a weight
          gradient is (patches^T @ output gradient, a long contraction) in XLA vs PyTorch.
 Needs the `torch` extra.
 """
 import argparse
+import statistics
+import time
 
-from _common import interleaved
+import _common  # noqa: F401  (puts the repository on sys.path)
 
 from avjax import cpu_flags
 
@@ -29,10 +33,12 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from jax import lax  # noqa: E402
 
-# (name, input spatial size, in channels, out channels, kernel, stride): one conv of each distinct shape.
-VISUAL_LAYERS = [("stem", 224, 3, 64, 7, 2), ("layer1", 56, 64, 64, 3, 1), ("layer2 down", 56, 64, 128, 3, 2),
-                 ("layer2", 28, 128, 128, 3, 1), ("layer3 down", 28, 128, 256, 3, 2), ("layer3", 14, 256, 256, 3, 1),
-                 ("layer4 down", 14, 256, 512, 3, 2), ("layer4", 7, 512, 512, 3, 1)]
+# (name, input spatial size, in channels, out channels, kernel, stride, how many in ResNet18): its convolutions
+# but the three 1x1 downsampling ones.
+VISUAL_LAYERS = [("stem", 224, 3, 64, 7, 2, 1), ("layer1", 56, 64, 64, 3, 1, 4), ("layer2 down", 56, 64, 128, 3, 2, 1),
+                 ("layer2", 28, 128, 128, 3, 1, 3), ("layer3 down", 28, 128, 256, 3, 2, 1),
+                 ("layer3", 14, 256, 256, 3, 1, 3), ("layer4 down", 14, 256, 512, 3, 2, 1),
+                 ("layer4", 7, 512, 512, 3, 1, 3)]
 AUDIO_LAYERS = [("block1 conv1", 65535, 1, 64), ("block1 conv2", 32768, 64, 64), ("block2 conv1", 8192, 64, 128),
                 ("block2 conv2", 4096, 128, 128), ("block3 conv1", 1024, 128, 256), ("block4 conv1", 128, 256, 512)]
 SIZES = {"paper": dict(image=224, audio=65535, batch=8, width=1.0, gemm=2048),
@@ -40,9 +46,21 @@ SIZES = {"paper": dict(image=224, audio=65535, batch=8, width=1.0, gemm=2048),
 
 
 def timed(fns: dict, repeats: int) -> dict:
-    """{name: median ms}, jitted functions blocked on, runs interleaved."""
-    wrapped = {k: (lambda f=f: jax.block_until_ready(f())) for k, f in fns.items()}
-    return {k: v * 1e3 for k, v in interleaved(wrapped, repeats, warmup=2).items()}
+    """{name: median ms}, each function timed in a block of its own (2 warm-up runs, then `repeats`). Not
+    interleaved: runs here take milliseconds, and PyTorch's OpenMP threads keep spinning after a run, which
+    slowed the XLA run right after it by up to 1.5x (ResNet18's forward convolutions: 174 ms interleaved, 123 ms
+    with OMP_WAIT_POLICY=PASSIVE)."""
+    out = {}
+    for name, fn in fns.items():
+        for _ in range(2):
+            jax.block_until_ready(fn())
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            jax.block_until_ready(fn())
+            times.append(time.perf_counter() - t0)
+        out[name] = statistics.median(times) * 1e3
+    return out
 
 
 def flops(fn, *args) -> float:
@@ -148,13 +166,62 @@ def table(passes, xla_ceiling, measured):
           f"{(visual + audio) / model['torch']:.2f} (the visual passes alone {visual / model['torch']:.2f})", flush=True)
 
 
+def visual_layers(size):
+    """VISUAL_LAYERS scaled to `size` (frame side and width)."""
+    scale = size["image"] / 224
+    return [(name, max(1, round(hw * scale)), ci if name == "stem" else max(1, round(ci * size["width"])),
+             max(1, round(co * size["width"])), k, s, count) for name, hw, ci, co, k, s, count in VISUAL_LAYERS]
+
+
+def convs(size, repeats):
+    """ResNet18's convolutions in an attack step: forward and input gradient (avjax's canonical convolution, as
+    the nets run them) vs PyTorch (NCHW and channels-last, the faster one), times how often each occurs."""
+    import torch
+    from avjax.models import canonical_conv
+    rng = np.random.default_rng(0)
+    totals = np.zeros(4)
+    for name, n, ci, co, k, s, count in visual_layers(size):
+        x = jnp.asarray(rng.standard_normal((size["batch"], n, n, ci)), jnp.float32)
+        w = jnp.asarray(rng.standard_normal((k, k, ci, co)) * 0.05, jnp.float32)
+
+        def conv(x_, w_, s=s, k=k):
+            return canonical_conv.conv_general_dilated(x_, w_, (s, s), ((k // 2, k // 2),) * 2,
+                                                       dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+        g = jnp.ones_like(conv(x, w))
+        forward = jax.jit(conv)
+        input_gradient = jax.jit(lambda x_, w_, g_, conv=conv: jax.vjp(lambda xx: conv(xx, w_), x_)[1](g_)[0])
+        tw = torch.from_numpy(np.asarray(w)).permute(3, 2, 0, 1).contiguous()
+        layouts = {"NCHW": torch.contiguous_format, "channels-last": torch.channels_last}
+        tx = {k_: torch.from_numpy(np.asarray(x)).permute(0, 3, 1, 2).contiguous(memory_format=f)
+              for k_, f in layouts.items()}
+        tg = {k_: torch.from_numpy(np.asarray(g)).permute(0, 3, 1, 2).contiguous(memory_format=f)
+              for k_, f in layouts.items()}
+
+        def no_grad(fn, *args):
+            with torch.no_grad():
+                return fn(*args)
+
+        runs = {"avjax forward": lambda: forward(x, w), "avjax input gradient": lambda: input_gradient(x, w, g)}
+        for k_ in layouts:
+            runs[f"torch forward {k_}"] = lambda k_=k_: no_grad(torch.nn.functional.conv2d, tx[k_], tw, None, s, k // 2)
+            runs[f"torch input gradient {k_}"] = lambda k_=k_: no_grad(
+                torch.nn.grad.conv2d_input, tx[k_].shape, tw, tg[k_], s, k // 2)
+        med = timed(runs, repeats)
+        row = [med["avjax forward"], min(med[f"torch forward {k_}"] for k_ in layouts),
+               med["avjax input gradient"], min(med[f"torch input gradient {k_}"] for k_ in layouts)]
+        totals += np.array(row) * count
+        print(f"[convs] {name:12s} x{count}: forward avjax {row[0]:6.1f} ms | torch {row[1]:6.1f} ms || input gradient "
+              f"avjax {row[2]:6.1f} ms | torch {row[3]:6.1f} ms", flush=True)
+    print(f"[convs] ResNet18 (times each count): forward avjax {totals[0]:.0f} ms | torch {totals[1]:.0f} ms || input "
+          f"gradient avjax {totals[2]:.0f} ms | torch {totals[3]:.0f} ms", flush=True)
+
+
 def wgrad(size, repeats):
     import torch
     rng = np.random.default_rng(0)
     batch = size["batch"]
-    scale = size["image"] / 224
-    layers = [(name, max(1, round(hw * scale)), ci if name == "stem" else max(1, round(ci * size["width"])),
-               max(1, round(co * size["width"])), (k, k), (s, s)) for name, hw, ci, co, k, s in VISUAL_LAYERS]
+    layers = [(name, n, ci, co, (k, k), (s, s)) for name, n, ci, co, k, s, _ in visual_layers(size)]
     ascale = size["audio"] / 65535
     layers += [(name, max(8, round(n * ascale)), ci if ci == 1 else max(1, round(ci * size["width"])),
                 max(1, round(co * size["width"])), (3,), (2,)) for name, n, ci, co in AUDIO_LAYERS]
@@ -196,7 +263,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--size", default="paper", choices=sorted(SIZES))
-    ap.add_argument("--parts", default="ceiling,attack,table,wgrad")
+    ap.add_argument("--parts", default="ceiling,attack,table,convs,wgrad")
     ap.add_argument("--measured-table", default="", help="'avjax_s,torch_s' from benchmarks/attacks.py part b")
     args = ap.parse_args()
     import torch
@@ -210,6 +277,8 @@ def main():
     if "table" in parts:
         measured = tuple(float(v) for v in args.measured_table.split(",")) if args.measured_table else None
         table(passes, xla_ceiling, measured)
+    if "convs" in parts:
+        convs(size, args.repeats)
     if "wgrad" in parts:
         wgrad(size, args.repeats)
 

@@ -38,5 +38,6 @@ def test_cpu_bounds_smoke():
     attack = [line for line in lines if line.startswith("[attack]")]
     assert len(attack) == 4 and all(re.search(r"ratio to torch \d+\.\d\d", line) for line in attack), attack
     assert sum(line.startswith("[table]") for line in lines) == 2
+    assert sum(line.startswith("[convs]") for line in lines) == 8 + 1
     wgrad = [line for line in lines if line.startswith("[wgrad]")]
     assert len(wgrad) == 8 + 6 + 1, wgrad
