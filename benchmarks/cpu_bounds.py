@@ -5,7 +5,7 @@ the train step (CPU, 2 threads, both frameworks).
 
 ceiling  f32 GEMM 2048^3 in XLA and in PyTorch: the multiply-add rate this CPU gives each framework.
 attack   each branch's input gradient with the other branch frozen (one attack step on one modality) and each
-         branch's forward: ms, FLOPs (XLA's count), GFLOP/s, share of the XLA ceiling; PyTorch competent
+         branch's forward: ms, FLOPs (XLA's count), GFLOP/s; PyTorch competent
          (frozen parameters, gradients w.r.t. the input only; NCHW and channels-last, the faster one).
 table    the robustness table of one batch (clean + FGSM/PGD/MIM x xA/xV/xAV, as benchmarks/attacks.py part b)
          modelled as counts of those passes times their standalone times (`--measured-table`: the measured
