@@ -1,4 +1,4 @@
-"""Shared helpers: interleaved timing with medians, and the PyTorch nets of the original layout."""
+"""Shared helpers: timing with medians (interleaved, or in blocks), and the PyTorch nets of the original layout."""
 import os
 import statistics
 import sys
@@ -19,6 +19,24 @@ def interleaved(fns: dict, repeats: int, warmup: int = 3) -> dict:
             fn()
             times[name].append(time.perf_counter() - t0)
     return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def in_blocks(fns: dict, repeats: int, warmup: int = 2) -> dict:
+    """Time each fn in a block of its own (`warmup` runs, then `repeats`); -> {name: median seconds}. For runs of
+    milliseconds, where `interleaved` misleads: PyTorch's OpenMP threads keep spinning after a run and slowed the
+    XLA run right after it by up to 1.5x (ResNet18's forward convolutions: 174 ms interleaved, 123 ms with
+    OMP_WAIT_POLICY=PASSIVE; benchmarks/cpu_bounds.py)."""
+    out = {}
+    for name, fn in fns.items():
+        for _ in range(warmup):
+            fn()
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        out[name] = statistics.median(times)
+    return out
 
 
 def train_config():

@@ -19,10 +19,8 @@ wgrad    the weight gradient of each distinct conv layer of both nets (the train
 Needs the `torch` extra.
 """
 import argparse
-import statistics
-import time
 
-import _common  # noqa: F401  (puts the repository on sys.path)
+from _common import in_blocks
 
 from avjax import cpu_flags
 
@@ -45,22 +43,10 @@ SIZES = {"paper": dict(image=224, audio=65535, batch=8, width=1.0, gemm=2048),
          "small": dict(image=64, audio=8192, batch=4, width=0.25, gemm=256)}
 
 
-def timed(fns: dict, repeats: int) -> dict:
-    """{name: median ms}, each function timed in a block of its own (2 warm-up runs, then `repeats`). Not
-    interleaved: runs here take milliseconds, and PyTorch's OpenMP threads keep spinning after a run, which
-    slowed the XLA run right after it by up to 1.5x (ResNet18's forward convolutions: 174 ms interleaved, 123 ms
-    with OMP_WAIT_POLICY=PASSIVE)."""
-    out = {}
-    for name, fn in fns.items():
-        for _ in range(2):
-            jax.block_until_ready(fn())
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            jax.block_until_ready(fn())
-            times.append(time.perf_counter() - t0)
-        out[name] = statistics.median(times) * 1e3
-    return out
+def _timed(fns: dict, repeats: int) -> dict:
+    """{name: median ms} of jitted or PyTorch functions, each timed in a block of its own (`_common.in_blocks`)."""
+    return {k: v * 1e3 for k, v in in_blocks({k: (lambda f=f: jax.block_until_ready(f())) for k, f in fns.items()},
+                                             repeats).items()}
 
 
 def flops(fn, *args) -> float:
@@ -74,7 +60,7 @@ def ceiling(size, repeats):
     a = jnp.asarray(np.random.default_rng(0).standard_normal((n, n)), jnp.float32)
     ta = torch.from_numpy(np.asarray(a))
     mm = jax.jit(lambda p, q: p @ q)
-    med = timed({"xla": lambda: mm(a, a), "torch": lambda: ta @ ta}, repeats)
+    med = _timed({"xla": lambda: mm(a, a), "torch": lambda: ta @ ta}, repeats)
     rate = {k: 2 * n ** 3 / (v / 1e3) / 1e9 for k, v in med.items()}
     print(f"[ceiling] f32 GEMM {n}^3: XLA {rate['xla']:.0f} GFLOP/s | PyTorch {rate['torch']:.0f} GFLOP/s", flush=True)
     return rate["xla"]
@@ -124,7 +110,7 @@ def branch_passes(size, repeats):
     out = {}
     for name, (fn, arg) in jax_fns.items():
         candidates = {f"torch {k}": v for k, v in torch_fns[name].items()}
-        med = timed({"avjax": lambda fn=fn, arg=arg: fn(arg, fns)} | candidates, repeats)
+        med = _timed({"avjax": lambda fn=fn, arg=arg: fn(arg, fns)} | candidates, repeats)
         best = min((k for k in med if k != "avjax"), key=med.get)
         out[name] = (med["avjax"], med[best], flops(fn, arg, fns))
         layouts = " | ".join(f"{k} {v:.1f} ms" for k, v in med.items() if k != "avjax")
@@ -207,7 +193,7 @@ def convs(size, repeats):
             runs[f"torch forward {k_}"] = lambda k_=k_: no_grad(torch.nn.functional.conv2d, tx[k_], tw, None, s, k // 2)
             runs[f"torch input gradient {k_}"] = lambda k_=k_: no_grad(
                 torch.nn.grad.conv2d_input, tx[k_].shape, tw, tg[k_], s, k // 2)
-        med = timed(runs, repeats)
+        med = _timed(runs, repeats)
         row = [med["avjax forward"], min(med[f"torch forward {k_}"] for k_ in layouts),
                med["avjax input gradient"], min(med[f"torch input gradient {k_}"] for k_ in layouts)]
         totals += np.array(row) * count
@@ -225,7 +211,7 @@ def wgrad(size, repeats):
     ascale = size["audio"] / 65535
     layers += [(name, max(8, round(n * ascale)), ci if ci == 1 else max(1, round(ci * size["width"])),
                 max(1, round(co * size["width"])), (3,), (2,)) for name, n, ci, co in AUDIO_LAYERS]
-    totals = np.zeros(3)
+    totals = np.zeros(2)
     for name, n, ci, co, kernel, strides in layers:
         nd = len(kernel)
         x = jnp.asarray(rng.standard_normal((batch,) + (n,) * nd + (ci,)), jnp.float32)
@@ -239,7 +225,7 @@ def wgrad(size, repeats):
         g = jnp.asarray(rng.standard_normal(conv(x, w).shape), jnp.float32)
         # every array an argument (a constant input would have its layout change folded at compile time)
         jax_wgrad = jax.jit(lambda x_, w_, g_, conv=conv: jax.vjp(lambda ww: conv(x_, ww), w_)[1](g_)[0])
-        # the same weight gradient as a GEMM: (batch * output positions, taps * ci)^T @ (.., co)
+        # a GEMM of the weight gradient's shape: (batch * output positions, taps * ci)^T @ (.., co)
         m = batch * int(np.prod(g.shape[1:-1]))
         p = jnp.asarray(rng.standard_normal((m, int(np.prod(kernel)) * ci)), jnp.float32)
         q = g.reshape(m, co)
@@ -250,9 +236,9 @@ def wgrad(size, repeats):
         grad_weight = torch.nn.grad.conv1d_weight if nd == 1 else torch.nn.grad.conv2d_weight
         tpad = tuple(k // 2 for k in kernel)
         tp, tq = torch.from_numpy(np.asarray(p)), torch.from_numpy(np.asarray(q))
-        med = timed({"avjax": lambda: jax_wgrad(x, w, g), "torch": lambda: grad_weight(tx, tw_shape, tg, strides, tpad),
+        med = _timed({"avjax": lambda: jax_wgrad(x, w, g), "torch": lambda: grad_weight(tx, tw_shape, tg, strides, tpad),
                      "xla gemm": lambda: tn(p, q), "torch gemm": lambda: tp.T @ tq}, repeats)
-        totals += [med["avjax"], med["torch"], 0]
+        totals += [med["avjax"], med["torch"]]
         print(f"[wgrad] {name:12s} x {tuple(x.shape)}: avjax {med['avjax']:6.1f} ms | torch {med['torch']:6.1f} ms "
               f"| ratio {med['avjax'] / med['torch']:.2f} || as a GEMM ({m}x{p.shape[1]})^T @ ({m}x{co}): "
               f"XLA {med['xla gemm']:6.1f} ms | torch {med['torch gemm']:6.1f} ms", flush=True)
