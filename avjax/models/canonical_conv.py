@@ -14,10 +14,25 @@ stride-2 convolutions, 1/2 for the audio net's (README, "Benchmarks"). Values an
 backend: on an H200 it was as fast as JAX's own rule for the train step and 13 % faster for PGD-10
 (`benchmarks/accelerator.py`, README "On an accelerator").
 
+On XLA:CPU a second formulation is chosen per pass where it is faster: the convolution as one matrix product
+of its patches ("taps": the kernel positions as static strided slices of the padded input, concatenated along
+features, times the kernel as a (taps * in, out) matrix). Its input gradient is that product's transpose
+followed by the slices' transpose (pads and adds), and its weight gradient the patches' transpose times the
+output gradient: matrix products and data movement only. XLA:CPU's direct convolution is pathological on maps
+of one or two positions a side (a 3x3 convolution, 512 -> 512 channels, on a 2x2 map: 100-500x slower than
+the same product of patches), which is where ResNet18's last stages run on 32-64 pixel frames and where the
+audio net ends on short waveforms; and the strided input gradient is faster as patches at most sizes.
+`formulation` holds the rules, `benchmarks/conv_formulations.py` the measurements behind them, and
+`benchmarks/xla_small_map.py` a stand-alone reproducer of the slowdown. Kernel positions that read only
+padding (all but the centre of a 3x3 kernel on a 1x1 map) are left out of the product: they add zeros.
+
 Grouped convolutions and `preferred_element_type` (unused by avjax's nets) go to `lax` unchanged.
 """
+import contextlib
 import dataclasses
 import functools
+import itertools
+import math
 from typing import Any
 
 import jax
@@ -56,13 +71,139 @@ def _input_gradient_padding(conv: _Conv, lhs_sizes, rhs_sizes, out_sizes):
     return tuple(zip(before, after))
 
 
+SMALL_MAP = 2  # a map is small when no spatial side exceeds this: there the direct convolution is pathological
+FEW_POSITIONS = 64  # a 1-D strided input gradient is faster as patches up to this many output positions
+PASSES = ("forward", "input_gradient", "weight_gradient")
+_forced: dict = {}
+
+
+@contextlib.contextmanager
+def forced(name: str, passes=PASSES):
+    """Within the block, newly traced convolutions use formulation `name` ('direct' or 'taps') for `passes`,
+    whatever the rules say (for benchmarks and tests; programs traced before or after are unaffected)."""
+    if name not in ("direct", "taps"):
+        raise ValueError(f"formulation must be 'direct' or 'taps', got {name!r}")
+    saved = dict(_forced)
+    _forced.update({p: name for p in passes})
+    try:
+        yield
+    finally:
+        _forced.clear()
+        _forced.update(saved)
+
+
+def formulation(pass_: str, conv: _Conv, lhs_shape, rhs_shape, platform: str | None = None) -> str:
+    """'taps' or 'direct' for one pass of a channels-last convolution without dilation, by the rules measured on
+    XLA:CPU (benchmarks/conv_formulations.py); other backends keep the direct convolution.
+
+    - every pass on small maps (no input side > SMALL_MAP): the direct convolution is pathological there;
+    - the input gradient of a strided convolution in 2-D, from one input feature, or onto few output positions
+      (a polyphase convolution of the output gradient, itself a convolution on a small map);
+    - the weight gradient of a 1x1 kernel (one strided slice and one product) or of one input feature (the
+      audio net's first layer: a convolution with a single input feature is slow).
+    """
+    if pass_ not in PASSES:
+        raise ValueError(f"pass must be one of {PASSES}, got {pass_!r}")
+    if pass_ in _forced:
+        return _forced[pass_]
+    if (platform or jax.default_backend()) != "cpu":
+        return "direct"
+    nd = len(lhs_shape) - 2
+    spatial, kernel, n_in = lhs_shape[1:-1], rhs_shape[:nd], lhs_shape[-1]
+    if all(n <= SMALL_MAP for n in spatial):
+        return "taps"
+    if pass_ == "input_gradient" and any(s > 1 for s in conv.window_strides):
+        few = math.prod(_out_sizes(conv, spatial, kernel)) <= FEW_POSITIONS
+        return "taps" if nd >= 2 or n_in == 1 or few else "direct"
+    if pass_ == "weight_gradient" and (all(k == 1 for k in kernel) or n_in == 1):
+        return "taps"
+    return "direct"
+
+
+def _out_sizes(conv: _Conv, spatial, kernel):
+    return [(n + lo + hi - k) // s + 1 for n, k, s, (lo, hi) in zip(spatial, kernel, conv.window_strides, conv.padding)]
+
+
+def _taps(conv: _Conv, spatial, kernel):
+    """The kernel positions (row-major) that read at least one input element; the others read only padding."""
+    out = _out_sizes(conv, spatial, kernel)
+    per_dim = [[t for t in range(k) if any(0 <= t + q * s - lo < n for q in range(o))]
+               for n, k, o, s, (lo, _) in zip(spatial, kernel, out, conv.window_strides, conv.padding)]
+    return list(itertools.product(*per_dim))
+
+
+def _patches(conv: _Conv, lhs, taps, kernel):
+    """(B, *out, len(taps) * in): for each kept kernel position, the input it meets at every output position."""
+    spatial, strides = lhs.shape[1:-1], conv.window_strides
+    out = _out_sizes(conv, spatial, kernel)
+    padded = lax.pad(lhs, jnp.zeros((), lhs.dtype), [(0, 0, 0)] + [(lo, hi, 0) for lo, hi in conv.padding] + [(0, 0, 0)])
+    cols = [lax.slice(padded, (0,) + t + (0,),
+                      (lhs.shape[0],) + tuple(i + (o - 1) * s + 1 for i, o, s in zip(t, out, strides)) + (lhs.shape[-1],),
+                      (1,) + tuple(strides) + (1,))
+            for t in taps]
+    return cols[0] if len(cols) == 1 else jnp.concatenate(cols, axis=-1)
+
+
+def _taps_matrix(rhs, taps):
+    """The kernel's kept positions as one (len(taps) * in, out) matrix, in the order of `_patches`."""
+    return jnp.concatenate([rhs[t] for t in taps], axis=0) if len(taps) > 1 else rhs[taps[0]]
+
+
+def _rows(x):
+    return x.reshape(-1, x.shape[-1])
+
+
+def _taps_forward(conv: _Conv, lhs, rhs):
+    nd = lhs.ndim - 2
+    taps = _taps(conv, lhs.shape[1:-1], rhs.shape[:nd])
+    patches = _patches(conv, lhs, taps, rhs.shape[:nd])
+    out = jnp.dot(_rows(patches), _taps_matrix(rhs, taps).astype(patches.dtype), precision=conv.precision)
+    return out.reshape(patches.shape[:-1] + (rhs.shape[-1],))
+
+
+def _taps_input_gradient(conv: _Conv, g, lhs, rhs):
+    nd = lhs.ndim - 2
+    taps = _taps(conv, lhs.shape[1:-1], rhs.shape[:nd])
+    g_patches = jnp.dot(_rows(g), _taps_matrix(rhs, taps).astype(g.dtype).T, precision=conv.precision)
+    g_patches = g_patches.reshape(g.shape[:-1] + (len(taps) * lhs.shape[-1],))
+    transpose = jax.linear_transpose(lambda x: _patches(conv, x, taps, rhs.shape[:nd]),
+                                     jax.ShapeDtypeStruct(lhs.shape, g.dtype))
+    return transpose(g_patches)[0]
+
+
+def _taps_weight_gradient(conv: _Conv, g, lhs, rhs):
+    nd = lhs.ndim - 2
+    kernel = rhs.shape[:nd]
+    taps = _taps(conv, lhs.shape[1:-1], kernel)
+    patches = _patches(conv, lhs.astype(g.dtype), taps, kernel)
+    grad = jnp.dot(_rows(patches).T, _rows(g), precision=conv.precision).reshape((len(taps),) + rhs.shape[nd:])
+    if len(taps) == math.prod(kernel):
+        return grad.reshape(rhs.shape)
+    full = jnp.zeros(rhs.shape, grad.dtype)
+    for i, t in enumerate(taps):
+        full = full.at[t].set(grad[i])
+    return full
+
+
+def _taps_supported(conv: _Conv, ndim: int) -> bool:
+    return set(conv.lhs_dilation) == set(conv.rhs_dilation) == {1} and _channels_last(conv, ndim)
+
+
+def _uses_taps(pass_, conv, lhs, rhs) -> bool:
+    return _taps_supported(conv, lhs.ndim) and formulation(pass_, conv, lhs.shape, rhs.shape) == "taps"
+
+
+def _forward(conv: _Conv, lhs, rhs):
+    return _taps_forward(conv, lhs, rhs) if _uses_taps("forward", conv, lhs, rhs) else conv(lhs, rhs)
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
 def _canonical(conv: _Conv, lhs, rhs):
-    return conv(lhs, rhs)
+    return _forward(conv, lhs, rhs)
 
 
 def _canonical_fwd(conv, lhs, rhs):
-    return conv(lhs, rhs), (lhs, rhs)
+    return _forward(conv, lhs, rhs), (lhs, rhs)
 
 
 def _channels_last(conv: _Conv, ndim: int) -> bool:
@@ -102,11 +243,14 @@ def _polyphase_input_gradient(conv: _Conv, g, rhs, lhs_shape):
 
 
 def _input_gradient(conv: _Conv, g, lhs, rhs):
-    """d loss / d lhs, always a canonical convolution: polyphase for strided channels-last convolutions,
-    else the reversed kernel with its output and input feature axes swapped in the data (the transposed
-    convolution then reads it with the forward's own kernel layout)."""
+    """d loss / d lhs: the transposed product of patches where `formulation` picks it; else a canonical
+    convolution: polyphase for strided channels-last convolutions, else the reversed kernel with its output and
+    input feature axes swapped in the data (the transposed convolution then reads it with the forward's own
+    kernel layout)."""
+    if _uses_taps("input_gradient", conv, lhs, rhs):
+        return _taps_input_gradient(conv, g, lhs, rhs)
     if (any(s > 1 for s in conv.window_strides) and set(conv.lhs_dilation) == set(conv.rhs_dilation) == {1}
-            and _channels_last(conv, lhs.ndim)):
+            and min(min(p) for p in conv.padding) >= 0 and _channels_last(conv, lhs.ndim)):
         return _polyphase_input_gradient(conv, g, rhs, lhs.shape)
     lhs_spec, rhs_spec, out_spec = conv.dimension_numbers
     kernel = jnp.swapaxes(lax.rev(rhs, rhs_spec[2:]), rhs_spec[0], rhs_spec[1]).astype(g.dtype)
@@ -120,8 +264,15 @@ def _input_gradient(conv: _Conv, g, lhs, rhs):
 
 def _canonical_bwd(conv, residuals, g):
     lhs, rhs = residuals
-    _, rhs_vjp = jax.vjp(lambda r: conv(lhs, r), rhs)  # the weight gradient: lax's own rule
-    return _input_gradient(conv, g, lhs, rhs).astype(lhs.dtype), rhs_vjp(g)[0]
+    return _input_gradient(conv, g, lhs, rhs).astype(lhs.dtype), _weight_gradient(conv, g, lhs, rhs).astype(rhs.dtype)
+
+
+def _weight_gradient(conv: _Conv, g, lhs, rhs):
+    """d loss / d rhs: the patches' transpose times g where `formulation` picks it, else lax's own rule."""
+    if _uses_taps("weight_gradient", conv, lhs, rhs):
+        return _taps_weight_gradient(conv, g, lhs, rhs)
+    _, rhs_vjp = jax.vjp(lambda r: conv(lhs, r), rhs)
+    return rhs_vjp(g)[0]
 
 
 _canonical.defvjp(_canonical_fwd, _canonical_bwd)
