@@ -27,6 +27,7 @@ keeps a fixed shape that reverse-mode autodiff can go through. Each block is rem
 (`jax.checkpoint`), so memory grows with the number of blocks, not iterations.
 """
 import functools
+import weakref
 
 import jax
 import jax.numpy as jnp
@@ -87,24 +88,56 @@ def sparse_code_with_iterations(memory, features, *, lam=0.1, solver="fista", va
     if memory.ndim != 2 or features.ndim != 2 or memory.shape[1] != features.shape[1]:
         raise ValueError(f"memory {memory.shape} (K, dim) and features {features.shape} (B, dim) do not match")
     tol = DEFAULT_TOL[variant] if tol is None else tol
+    gradient = gradient or ("unrolled" if variant == "original" else "implicit")
+    if gradient not in GRADIENTS:
+        raise ValueError(f"unknown gradient {gradient!r}; choose one of {GRADIENTS}")
+    if step is None and lipschitz_constant is None and memory.dtype == features.dtype:
+        lipschitz_constant = _cached_lipschitz(memory)
+    static = (solver, variant == "original", int(max_iter), int(block))
+    codes, iters = _codes(memory, features, lam, step, tol, lipschitz_constant, static=static, gradient=gradient)
+    if check_finite:
+        codes = _raise_if_not_finite(codes)
+    return codes, iters
+
+
+@functools.partial(jax.jit, static_argnames=("static", "gradient"))
+def _codes(memory, features, lam, step, tol, lipschitz_constant, *, static, gradient):
+    """The coder as one compiled program per static options and shapes, so that an eager call (a notebook)
+    costs what a jitted one does; inside a caller's jit it is inlined."""
     dtype = features.dtype
     memory = memory.astype(dtype)
     if step is None:
         big_l = lipschitz(memory) if lipschitz_constant is None else jnp.asarray(lipschitz_constant, dtype)
         step = 1.0 / jnp.maximum(big_l, jnp.finfo(dtype).tiny)
-    step = jnp.asarray(step, dtype)
-    gradient = gradient or ("unrolled" if variant == "original" else "implicit")
-    if gradient not in GRADIENTS:
-        raise ValueError(f"unknown gradient {gradient!r}; choose one of {GRADIENTS}")
-    static = (solver, variant == "original", int(max_iter), int(block))
-    args = (memory, features, jnp.asarray(lam, dtype), step, jnp.asarray(tol, dtype))
+    args = (memory, features, jnp.asarray(lam, dtype), jnp.asarray(step, dtype), jnp.asarray(tol, dtype))
     if gradient == "implicit":
-        codes, iters = _implicit_solve(static, *args)
-    else:
-        codes, iters = _solve(*args, solver=solver, batch_stop=static[1], max_iter=static[2], block=static[3])
-    if check_finite:
-        codes = _raise_if_not_finite(codes)
-    return codes, iters
+        return _implicit_solve(static, *args)
+    solver, batch_stop, max_iter, block = static
+    return _solve(*args, solver=solver, batch_stop=batch_stop, max_iter=max_iter, block=block)
+
+
+_LIPSCHITZ_CACHE: dict = {}
+
+
+def _cached_lipschitz(memory):
+    """`lipschitz(memory)` computed once per concrete memory array (kept while the array lives); None under a
+    transformation (the traced program then computes it)."""
+    if isinstance(memory, jax.core.Tracer) or not isinstance(memory, jax.Array):
+        return None
+    key = id(memory)
+    hit = _LIPSCHITZ_CACHE.get(key)
+    if hit is not None and hit[0]() is memory:
+        return hit[1]
+    value = _lipschitz_program(memory)
+    try:
+        ref = weakref.ref(memory, lambda _, key=key: _LIPSCHITZ_CACHE.pop(key, None))
+    except TypeError:  # an array type without weak references: no caching
+        return value
+    _LIPSCHITZ_CACHE[key] = (ref, value)
+    return value
+
+
+_lipschitz_program = jax.jit(lambda memory: lipschitz(memory))
 
 
 def _solve(memory, x, lam, step, tol, *, solver, batch_stop, max_iter, block):

@@ -104,6 +104,22 @@ def test_one_trace_per_shape(small):
     assert attack_api._run._cache_size() == before
 
 
+@pytest.mark.parametrize("method, program, options", [
+    ("apgd", "_run_apgd", dict(steps=3)), ("square", "_run_square", dict(queries=3)), ("fab", "_fab_search", dict(steps=2))])
+def test_strong_attacks_trace_once_per_shape(small, method, program, options):
+    """Called again with the same shapes (new values, another eps, another key, a new ModelFns of the same
+    model), a strong attack reuses its compiled program."""
+    fns, image, audio, label = small
+    run = getattr(attacks, method)
+    run(fns, image, audio, label, eps_visual=0.006, eps_audio=0.006, units="normalized", key=jax.random.key(0),
+        **options)
+    before = getattr(attack_api, program)._cache_size()
+    rebound = type(fns)(fns.module, fns.variables)
+    run(rebound, 1 - image, -audio, label, eps_visual=0.003, eps_audio=0.009, units="normalized",
+        key=jax.random.key(1), **options)
+    assert getattr(attack_api, program)._cache_size() == before
+
+
 def test_unrolled_loop_equals_fori_loop(small):
     fns, image, audio, label = small
     kw = dict(eps_visual=0.006, eps_audio=0.006, units="normalized")

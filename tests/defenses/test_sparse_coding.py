@@ -102,3 +102,28 @@ def test_bad_input_is_a_clear_error():
     bad[0, 0] = np.nan
     with pytest.raises(defenses.SolverError, match="non-finite value inside the sparse coder"):
         defenses.sparse_code(jnp.asarray(memory), jnp.asarray(bad))
+
+
+def test_eager_calls_reuse_one_program_and_one_lipschitz_constant_per_memory():
+    """Called eagerly (a notebook), the coder compiles once per static options and shapes and computes the
+    Lipschitz constant of a memory once; the codes equal those of the same call inside jit."""
+    from avjax.defenses import sparse_coding
+    memory, x = feature_memory(64, 32, 8, seed=5)
+    m, xs = jnp.asarray(memory), jnp.asarray(x)
+    first = defenses.sparse_code(m, xs)
+    programs, constants = sparse_coding._codes._cache_size(), sparse_coding._lipschitz_program._cache_size()
+    assert id(m) in sparse_coding._LIPSCHITZ_CACHE
+    again = defenses.sparse_code(m, xs * 1.5)
+    assert sparse_coding._codes._cache_size() == programs  # no retrace for new values of the same shapes
+    assert sparse_coding._lipschitz_program._cache_size() == constants
+    np.testing.assert_array_equal(np.asarray(sparse_coding._LIPSCHITZ_CACHE[id(m)][1]),
+                                  np.asarray(sparse_coding._lipschitz_program(m)))
+    jitted = jax.jit(lambda mm, v: defenses.sparse_code(mm, v))
+    np.testing.assert_allclose(np.asarray(jitted(m, xs)), np.asarray(first), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(jitted(m, xs * 1.5)), np.asarray(again), rtol=0, atol=1e-6)
+    # another memory of the same shape is another constant, not the cached one
+    other = jnp.asarray(memory * 2.0)
+    np.testing.assert_allclose(np.asarray(defenses.sparse_code(other, xs * 2.0)),
+                               np.asarray(defenses.sparse_code(jnp.asarray(memory * 2.0), xs * 2.0)), atol=1e-6)
+    assert float(sparse_coding._LIPSCHITZ_CACHE[id(other)][1]) == pytest.approx(
+        4.0 * float(sparse_coding._LIPSCHITZ_CACHE[id(m)][1]), rel=1e-4)
