@@ -1,6 +1,6 @@
 """avjax: audio-visual models under multimodal adversarial attack, in JAX/Flax.
 
-All runtime versions are pinned here and only here (see ../shared/STACK.md for why these resolve together).
+All runtime versions are pinned here and only here: a set that resolves together on Python 3.11+.
 """
 from setuptools import find_packages, setup
 

@@ -4,7 +4,7 @@
 variant follows the file after a colon, e.g. `--config=configs/ave.py:fusion=film,runlocal`.
 Stages: `--config.stages=evaluate` evaluates an existing workdir (or `config.eval.models`, e.g. a
 directory written by `python -m avjax.porting.convert`). Multi-host: start one process per host
-with JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID set (see README).
+with JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID set (see docs/scaling.md).
 """
 import logging
 import os

@@ -3,7 +3,8 @@
     python benchmarks/train_step.py [--repeats 5] [--sizes paper,small]
 
 Paper size: 224x224 frame, 65535 samples, batch 8, width 1.0. CPU-small: 64x64, 8192 samples,
-batch 64, width 0.25 (the synthetic default). Both frameworks on 2 threads; runs interleaved, medians.
+batch 64, width 0.25 (the synthetic defense table). Main: 32x32, 4096 samples, batch 64, width 0.25 (the
+README's main job). Both frameworks on 2 threads; runs interleaved, medians.
 Prints the examples/s of each and the ratio (>1: avjax faster). Needs the `torch` extra.
 """
 import argparse
@@ -19,7 +20,8 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 SIZES = {"paper": dict(image=224, audio=65535, batch=8, width=1.0),
-         "small": dict(image=64, audio=8192, batch=64, width=0.25)}
+         "small": dict(image=64, audio=8192, batch=64, width=0.25),
+         "main": dict(image=32, audio=4096, batch=64, width=0.25)}  # the README's main job (configs/synthetic.py)
 
 
 def jax_step(size, num_classes=28):
@@ -73,7 +75,7 @@ def torch_step(size, num_classes=28):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--sizes", default="paper,small")
+    p.add_argument("--sizes", default="paper,small,main")
     args = p.parse_args()
     print(f"jax {jax.__version__} {jax.devices()[0].platform}; XLA_FLAGS applied: {cpu_flags.CPU_XLA_FLAGS}")
     for name in args.sizes.split(","):

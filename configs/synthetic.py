@@ -5,7 +5,7 @@
 Trains the AV (concat), audio-only and visual-only models (width 0.25) from three seeds on a small synthetic
 set (32x32 frames, 4096 samples) and writes results.md over the seeds: clean accuracies and the FGSM / PGD /
 MIM robustness table as mean ± std with bootstrap intervals, and the paper's findings checked per seed
-(README: measured time and tables).
+(README: the command's time and tables).
 Variants (comma separated after a colon): fusion=<name|all>, modality=<av|audio|visual>,
 defense=<none|minsim|maxsim|pcl|exfmem|minsim+exfmem|all>, model=localization (the sound-source
 localization model at 128x128 frames: heat maps clean and attacked, pointing / cIoU / AUC on the objects'
@@ -52,7 +52,7 @@ def get_config(arg=None):
         # shapes), so that the visual model learns enough for clean V > A to hold in every seed.
         c.data.synthetic.update(dict(image_size=32, audio_len=4096, sizes=(1600, 320, 480),
                                      object_scale=(0.35, 0.5), clutter=3))
-        # 6 epochs (8 until 2026-11-27): the same findings in every seed, 30 s less for issue 13's 5 minutes
+        # 6 epochs: enough for clean AV > V > A in every seed
         c.train.num_epochs, c.train.lr_steps = 6, (5,)
         c.eval.max_examples = 240
         # Calibrated so that the paper's finding (the AV model with its audio attacked falls below the

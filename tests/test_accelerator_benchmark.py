@@ -1,5 +1,5 @@
-"""benchmarks/accelerator.py runs end to end (on the CPU, tiny sizes), so the script the README's accelerator
-table comes from does not rot between the sessions that have a GPU."""
+"""benchmarks/accelerator.py runs end to end (on the CPU, tiny sizes), so the script the accelerator table of
+docs/benchmarks.md comes from does not rot between runs on a GPU."""
 import json
 import os
 import subprocess

@@ -1,4 +1,4 @@
-"""benchmarks/cpu_bounds.py runs end to end at a tiny size, so the measurements the README's CPU paragraph cites
+"""benchmarks/cpu_bounds.py runs end to end at a tiny size, so the measurements docs/benchmarks.md cites
 can be rerun; and its model of the table counts the passes that avjax's evaluation and the PyTorch baseline make."""
 import os
 import re

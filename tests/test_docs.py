@@ -13,3 +13,30 @@ def test_api_examples_run():
     for i, block in enumerate(blocks):
         exec(compile(block, f"docs/api.md block {i + 1}", "exec"), namespace)
     assert namespace["result"]["n"] == 4 and namespace["codes"].shape == (3, 64)
+
+
+def test_readme_example_runs():
+    text = open(os.path.join(REPO, "README.md")).read()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert len(blocks) == 1
+    namespace = {}
+    exec(compile(blocks[0], "README.md example", "exec"), namespace)
+    assert namespace["adv_image"].shape == (2, 32, 32, 3) and namespace["codes"].shape == (2, 16)
+
+
+def _cited_paths(text):
+    """Repository paths a page cites: `avjax/...`, `benchmarks/...`, `tools/...`, `configs/...`, `docs/...`,
+    `tests/...`, `notebooks/...` (in code spans or links), without globs or placeholders."""
+    found = re.findall(r"(?<![\w./-])((?:avjax|benchmarks|tools|configs|docs|tests|notebooks)/[\w./-]*\w)", text)
+    return {p for p in found if not re.search(r"[<>*]|NAME|/\.\.\.", p)}
+
+
+def test_every_path_the_readme_and_docs_cite_exists():
+    pages = ["README.md"] + [os.path.join("docs", f) for f in sorted(os.listdir(os.path.join(REPO, "docs")))]
+    missing = {}
+    for page in pages:
+        base = os.path.dirname(os.path.join(REPO, page))
+        for path in _cited_paths(open(os.path.join(REPO, page)).read()):
+            if not (os.path.exists(os.path.join(REPO, path)) or os.path.exists(os.path.join(base, path))):
+                missing.setdefault(page, []).append(path)
+    assert not missing, missing

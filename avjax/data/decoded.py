@@ -1,9 +1,9 @@
 """The decoded format: a layout-A dataset decoded once into flat uint8 / float32 files read by memory map.
 
 Layout A decodes a JPEG, resizes it (bicubic) and reads and resamples a wav for every example of every
-epoch: ~8 ms of a CPU core, so 16 cores feed ~1100 examples/s while one H200 trains ~7900/s
-(benchmarks/accelerator.py). This format stores, once, everything that does not depend on an example's
-random draw, after the expensive steps:
+epoch, which cannot keep up with an accelerator's train step (benchmarks/accelerator.py, docs/benchmarks.md).
+This format stores, once, everything that does not depend on an example's random draw, after the expensive
+steps:
 
 - for the train split, every frame the train transform may pick (frames margin+1 .. n-margin, the
   original's randint), already resized to the train size (shorter side int(size * train_resize_factor));

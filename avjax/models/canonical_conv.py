@@ -9,10 +9,10 @@ slower than the same step unrolled. Here the input gradient swaps the two kernel
 the convolution is canonical wherever it runs. The input gradient of a strided convolution is computed
 by polyphase decomposition (one stride-1 convolution, then depth-to-space) instead of convolving the
 output gradient with zeros inserted between its elements: 3/4 fewer multiply-adds for the ResNet's
-stride-2 convolutions, 1/2 for the audio net's (README, "Benchmarks"). Values and both gradients are those of
+stride-2 convolutions, 1/2 for the audio net's (docs/benchmarks.md). Values and both gradients are those of
 `lax.conv_general_dilated` up to float rounding (tests/models/test_canonical_conv.py). It is used on every
 backend: on an H200 it was as fast as JAX's own rule for the train step and 13 % faster for PGD-10
-(`benchmarks/accelerator.py`, README "On an accelerator").
+(`benchmarks/accelerator.py`, docs/benchmarks.md).
 
 On XLA:CPU a second formulation is chosen per pass where it is faster: the convolution as one matrix product
 of its patches ("taps": the kernel positions as static strided slices of the padded input, concatenated along

@@ -153,8 +153,8 @@ def max_pool_3x3_s2_p1(x):
 
     The nine window positions are strided slices of the padded input, combined by `max_first` in
     PyTorch's scan order (rows, then columns): values and gradients those of `nn.max_pool` (XLA's
-    select-and-scatter), whose gradient took 101 ms against 23 ms for this one at 8x112x112x64 on a
-    2-core CPU (~28 % of ResNet18's input gradient).
+    select-and-scatter), at a fraction of the cost of XLA:CPU's select-and-scatter gradient
+    (docs/benchmarks.md).
     """
     if x.ndim != 4:
         raise ValueError(f"max_pool_3x3_s2_p1 expects (batch, H, W, C), got shape {x.shape}")
