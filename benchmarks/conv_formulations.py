@@ -1,7 +1,7 @@
 """ResNet18 and its convolutions on XLA:CPU, each pass in the formulation avjax picks vs the direct convolution
 vs PyTorch (the rules of `avjax/models/canonical_conv.formulation`, measured).
 
-    python benchmarks/conv_formulations.py [--parts model,layers] [--sizes 32,64,128,224] [--repeats 7]
+    python benchmarks/conv_formulations.py [--parts model,layers] [--sizes 32,64,128,224] [--repeats 7] [--out DIR]
 
 - `model`: ResNet18 (width 1.0, eval mode) forward and input gradient (of the summed pooled features) at
   32x32 batch 64, 64x64 batch 16, 128x128 batch 16 and 224x224 batch 8: avjax as it runs ('chosen'),
@@ -11,9 +11,12 @@ vs PyTorch (the rules of `avjax/models/canonical_conv.formulation`, measured).
 - `layers`: each distinct convolution of ResNet18 at those sizes, forward, input gradient and weight
   gradient, direct vs taps (the product of patches) vs PyTorch, the rule's pick marked with '*'.
 Both frameworks on the same threads (2 by default, `--threads`); each function is timed in a block of its own
-(medians), since PyTorch's spinning OpenMP threads slow an XLA run that follows them. Needs the `torch` extra.
+(medians), since PyTorch's spinning OpenMP threads slow an XLA run that follows them. With `--out DIR`, the
+tables also go to DIR/results.md (sections `ResNet18` and `Layers`, for tools/readme_results.py). Needs the
+`torch` extra.
 """
 import argparse
+import os
 
 from _common import in_blocks
 
@@ -66,7 +69,7 @@ def _under(formulation, jitted):
     return call
 
 
-def model(sizes, repeats, threads):
+def model(sizes, repeats, threads, rows):
     import torch
 
     from tests import torch_reference as tr
@@ -99,13 +102,15 @@ def model(sizes, repeats, threads):
         med = {k: v * 1e3 for k, v in in_blocks(runs, repeats).items()}
         for p in ("forward", "input gradient"):
             torch_best = min(med[f"torch {p} NCHW"], med[f"torch {p} channels-last"])
+            rows.append(f"| {side}x{side} | {batch} | {p} | {med[f'chosen {p}']:.1f} | {med[f'direct {p}']:.1f} | "
+                        f"{torch_best:.1f} | **{med[f'chosen {p}'] / torch_best:.2f}** | {med[f'direct {p}'] / torch_best:.2f} |")
             print(f"[model] {side:3d}x{side:<3d} batch {batch:2d} {p:14s}: avjax {med[f'chosen {p}']:7.1f} ms | "
                   f"direct {med[f'direct {p}']:7.1f} ms | torch {torch_best:7.1f} ms (NCHW {med[f'torch {p} NCHW']:.1f}, "
                   f"channels-last {med[f'torch {p} channels-last']:.1f}) | ratio to torch: avjax "
                   f"{med[f'chosen {p}'] / torch_best:.2f}, direct {med[f'direct {p}'] / torch_best:.2f}", flush=True)
 
 
-def layers(sizes, repeats, threads):
+def layers(sizes, repeats, threads, rows):
     import torch
     torch.set_num_threads(threads)
     rng = np.random.default_rng(0)
@@ -155,7 +160,16 @@ def layers(sizes, repeats, threads):
                 chosen = t if pick == "taps" else d
                 cells.append(f"{p}: direct {d:6.2f}{'*' if pick == 'direct' else ' '} taps {t:6.2f}"
                              f"{'*' if pick == 'taps' else ' '} torch {ref:6.2f} ({chosen / ref:4.2f})")
+                rows.append(f"| {side} | {name} | {n}x{n} | {p} | {d:.2f} | {t:.2f} | {pick} | {ref:.2f} | {chosen / ref:.2f} |")
             print(f"[layers] {side:3d}px b{batch:2d} {name:15s} {n:3d}x{n:<3d} | " + " | ".join(cells), flush=True)
+
+
+HEADERS = {
+    "model": ("ResNet18", "| frame | batch | pass | avjax ms | direct ms | PyTorch ms | avjax / PyTorch | direct / PyTorch |\n"
+                          "|---|---:|---|---:|---:|---:|---:|---:|"),
+    "layers": ("Layers", "| frame | layer | input map | pass | direct ms | taps ms | picked | PyTorch ms | picked / PyTorch |\n"
+                         "|---:|---|---|---|---:|---:|---|---:|---:|"),
+}
 
 
 def main():
@@ -164,14 +178,26 @@ def main():
     ap.add_argument("--sizes", default="32,64,128,224")
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default="", help="also write the tables to OUT/results.md")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     unknown = set(sizes) - set(BATCH)
     if unknown:
         raise SystemExit(f"--sizes: no batch size for {sorted(unknown)}; known: {sorted(BATCH)}")
-    print(f"jax {jax.__version__} on {jax.default_backend()}; ratios are avjax / PyTorch (< 1: avjax faster)", flush=True)
+    header = (f"jax {jax.__version__} on {jax.default_backend()}, {args.threads} threads for both frameworks, "
+              f"median of {args.repeats} runs, each function timed in a block of its own; 'direct' forces XLA's "
+              f"convolution for every pass, 'taps' the product of patches; ratios are avjax / PyTorch (< 1: avjax faster).")
+    print(header, flush=True)
+    sections = []
     for part in args.parts.split(","):
-        {"model": model, "layers": layers}[part](sizes, args.repeats, args.threads)
+        rows = []
+        {"model": model, "layers": layers}[part](sizes, args.repeats, args.threads, rows)
+        title, table_head = HEADERS[part]
+        sections.append(f"## {title}\n\n{table_head}\n" + "\n".join(rows) + "\n")
+    if args.out:
+        os.makedirs(args.out, exist_ok=True)
+        with open(os.path.join(args.out, "results.md"), "w") as f:
+            f.write("# Convolution formulations\n\n" + header + "\n\n" + "\n".join(sections))
 
 
 if __name__ == "__main__":

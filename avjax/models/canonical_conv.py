@@ -124,29 +124,34 @@ def _out_sizes(conv: _Conv, spatial, kernel):
     return [(n + lo + hi - k) // s + 1 for n, k, s, (lo, hi) in zip(spatial, kernel, conv.window_strides, conv.padding)]
 
 
-def _taps(conv: _Conv, spatial, kernel):
-    """The kernel positions (row-major) that read at least one input element; the others read only padding."""
+def _kept_box(conv: _Conv, spatial, kernel):
+    """Per spatial dimension, the range [lo, hi) of kernel positions that read at least one input element (a
+    contiguous range); positions outside it read only padding and add zeros."""
     out = _out_sizes(conv, spatial, kernel)
-    per_dim = [[t for t in range(k) if any(0 <= t + q * s - lo < n for q in range(o))]
-               for n, k, o, s, (lo, _) in zip(spatial, kernel, out, conv.window_strides, conv.padding)]
-    return list(itertools.product(*per_dim))
+    box = []
+    for n, k, o, s, (lo, _) in zip(spatial, kernel, out, conv.window_strides, conv.padding):
+        kept = [t for t in range(k) if any(0 <= t + q * s - lo < n for q in range(o))]
+        box.append((kept[0], kept[-1] + 1))
+    return box
 
 
-def _patches(conv: _Conv, lhs, taps, kernel):
-    """(B, *out, len(taps) * in): for each kept kernel position, the input it meets at every output position."""
+def _patches(conv: _Conv, lhs, box, kernel):
+    """(B, *out, taps * in): for each kept kernel position (row-major over `box`), the input it meets at every
+    output position."""
     spatial, strides = lhs.shape[1:-1], conv.window_strides
     out = _out_sizes(conv, spatial, kernel)
     padded = lax.pad(lhs, jnp.zeros((), lhs.dtype), [(0, 0, 0)] + [(lo, hi, 0) for lo, hi in conv.padding] + [(0, 0, 0)])
     cols = [lax.slice(padded, (0,) + t + (0,),
                       (lhs.shape[0],) + tuple(i + (o - 1) * s + 1 for i, o, s in zip(t, out, strides)) + (lhs.shape[-1],),
                       (1,) + tuple(strides) + (1,))
-            for t in taps]
+            for t in itertools.product(*(range(lo, hi) for lo, hi in box))]
     return cols[0] if len(cols) == 1 else jnp.concatenate(cols, axis=-1)
 
 
-def _taps_matrix(rhs, taps):
-    """The kernel's kept positions as one (len(taps) * in, out) matrix, in the order of `_patches`."""
-    return jnp.concatenate([rhs[t] for t in taps], axis=0) if len(taps) > 1 else rhs[taps[0]]
+def _taps_matrix(rhs, box):
+    """The kernel's kept positions as one (taps * in, out) matrix, in the order of `_patches`: the kernel's own
+    row-major layout, so all positions kept is a free reshape and a pruned kernel one slice."""
+    return rhs[tuple(slice(lo, hi) for lo, hi in box)].reshape(-1, rhs.shape[-1])
 
 
 def _rows(x):
@@ -155,18 +160,18 @@ def _rows(x):
 
 def _taps_forward(conv: _Conv, lhs, rhs):
     nd = lhs.ndim - 2
-    taps = _taps(conv, lhs.shape[1:-1], rhs.shape[:nd])
-    patches = _patches(conv, lhs, taps, rhs.shape[:nd])
-    out = jnp.dot(_rows(patches), _taps_matrix(rhs, taps).astype(patches.dtype), precision=conv.precision)
+    box = _kept_box(conv, lhs.shape[1:-1], rhs.shape[:nd])
+    patches = _patches(conv, lhs, box, rhs.shape[:nd])
+    out = jnp.dot(_rows(patches), _taps_matrix(rhs, box).astype(patches.dtype), precision=conv.precision)
     return out.reshape(patches.shape[:-1] + (rhs.shape[-1],))
 
 
 def _taps_input_gradient(conv: _Conv, g, lhs, rhs):
     nd = lhs.ndim - 2
-    taps = _taps(conv, lhs.shape[1:-1], rhs.shape[:nd])
-    g_patches = jnp.dot(_rows(g), _taps_matrix(rhs, taps).astype(g.dtype).T, precision=conv.precision)
-    g_patches = g_patches.reshape(g.shape[:-1] + (len(taps) * lhs.shape[-1],))
-    transpose = jax.linear_transpose(lambda x: _patches(conv, x, taps, rhs.shape[:nd]),
+    box = _kept_box(conv, lhs.shape[1:-1], rhs.shape[:nd])
+    g_patches = jnp.dot(_rows(g), _taps_matrix(rhs, box).astype(g.dtype).T, precision=conv.precision)
+    g_patches = g_patches.reshape(g.shape[:-1] + (-1,))
+    transpose = jax.linear_transpose(lambda x: _patches(conv, x, box, rhs.shape[:nd]),
                                      jax.ShapeDtypeStruct(lhs.shape, g.dtype))
     return transpose(g_patches)[0]
 
@@ -174,15 +179,12 @@ def _taps_input_gradient(conv: _Conv, g, lhs, rhs):
 def _taps_weight_gradient(conv: _Conv, g, lhs, rhs):
     nd = lhs.ndim - 2
     kernel = rhs.shape[:nd]
-    taps = _taps(conv, lhs.shape[1:-1], kernel)
-    patches = _patches(conv, lhs.astype(g.dtype), taps, kernel)
-    grad = jnp.dot(_rows(patches).T, _rows(g), precision=conv.precision).reshape((len(taps),) + rhs.shape[nd:])
-    if len(taps) == math.prod(kernel):
-        return grad.reshape(rhs.shape)
-    full = jnp.zeros(rhs.shape, grad.dtype)
-    for i, t in enumerate(taps):
-        full = full.at[t].set(grad[i])
-    return full
+    box = _kept_box(conv, lhs.shape[1:-1], kernel)
+    patches = _patches(conv, lhs.astype(g.dtype), box, kernel)
+    grad = jnp.dot(_rows(patches).T, _rows(g), precision=conv.precision)
+    grad = grad.reshape(tuple(hi - lo for lo, hi in box) + rhs.shape[nd:])
+    # positions that read only padding get exactly zero
+    return jnp.pad(grad, [(lo, k - hi) for (lo, hi), k in zip(box, kernel)] + [(0, 0), (0, 0)])
 
 
 def _taps_supported(conv: _Conv, ndim: int) -> bool:
