@@ -73,6 +73,7 @@ def _input_gradient_padding(conv: _Conv, lhs_sizes, rhs_sizes, out_sizes):
 
 SMALL_MAP = 2  # a map is small when no spatial side exceeds this: there the direct convolution is pathological
 FEW_POSITIONS = 64  # a 1-D strided input gradient is faster as patches up to this many output positions
+SMALL_KERNEL = 9  # strided input gradients as patches only for kernels of at most this many positions
 PASSES = ("forward", "input_gradient", "weight_gradient")
 _forced: dict = {}
 
@@ -97,8 +98,10 @@ def formulation(pass_: str, conv: _Conv, lhs_shape, rhs_shape, platform: str | N
     XLA:CPU (benchmarks/conv_formulations.py); other backends keep the direct convolution.
 
     - every pass on small maps (no input side > SMALL_MAP): the direct convolution is pathological there;
-    - the input gradient of a strided convolution in 2-D, from one input feature, or onto few output positions
-      (a polyphase convolution of the output gradient, itself a convolution on a small map);
+    - the input gradient of a strided convolution with at most SMALL_KERNEL kernel positions (3x3, 1x1, the
+      audio net's 3) in 2-D, from one input feature, or onto few output positions (else a polyphase
+      convolution of the output gradient, itself a convolution on a small map); larger kernels (ResNet18's
+      7x7 stem) sum too many shifted copies of the input and stay direct;
     - the weight gradient of a 1x1 kernel (one strided slice and one product) or of one input feature (the
       audio net's first layer: a convolution with a single input feature is slow).
     """
@@ -112,7 +115,7 @@ def formulation(pass_: str, conv: _Conv, lhs_shape, rhs_shape, platform: str | N
     spatial, kernel, n_in = lhs_shape[1:-1], rhs_shape[:nd], lhs_shape[-1]
     if all(n <= SMALL_MAP for n in spatial):
         return "taps"
-    if pass_ == "input_gradient" and any(s > 1 for s in conv.window_strides):
+    if pass_ == "input_gradient" and any(s > 1 for s in conv.window_strides) and math.prod(kernel) <= SMALL_KERNEL:
         few = math.prod(_out_sizes(conv, spatial, kernel)) <= FEW_POSITIONS
         return "taps" if nd >= 2 or n_in == 1 or few else "direct"
     if pass_ == "weight_gradient" and (all(k == 1 for k in kernel) or n_in == 1):

@@ -76,6 +76,8 @@ def test_rules_pick_the_product_of_patches_on_small_maps_and_for_strided_input_g
     assert pick("input_gradient", same, (8, 7, 7, 512), (3, 3, 512, 512), "cpu") == "direct"
     assert pick("input_gradient", strided, (8, 56, 56, 64), (3, 3, 64, 128), "cpu") == "taps"
     assert pick("weight_gradient", strided, (8, 56, 56, 64), (3, 3, 64, 128), "cpu") == "direct"
+    stem = _spec((2, 2), ((3, 3), (3, 3)))  # 7x7: the transposed patches would sum 49 shifted copies
+    assert pick("input_gradient", stem, (8, 224, 224, 3), (7, 7, 3, 64), "cpu") == "direct"
     assert pick("weight_gradient", strided, (8, 56, 56, 64), (1, 1, 64, 128), "cpu") == "taps"
     # 1-D strided: a long map with many features stays direct; one input feature (the audio net's first
     # layer) or few output positions go to patches
