@@ -25,6 +25,7 @@ RUNTIME = [
     "tensorboardX==2.6.5",
     "safetensors==0.8.0",
     "markdown==3.11.3",           # results.md -> the HTML report's tables
+    "filelock==4.3.2",            # JAX's persistent compilation cache needs it to bound its size
 ]
 
 EXTRAS = {

@@ -42,3 +42,19 @@ def test_persistent_cache_keeps_programs_unless_the_user_chose_a_directory_or_tu
     used, _ = _python(CACHE_SCRIPT.format(d=str(mine)), JAX_COMPILATION_CACHE_DIR=str(theirs)).split()
     assert used == str(theirs)
     assert _python(CACHE_SCRIPT.format(d="")).split() == ["0"]
+
+
+def test_the_size_bounded_cache_reads_its_entries_back_without_a_warning(tmp_path):
+    """avjax bounds the cache's size, for which JAX needs `filelock` (a pinned dependency): without it every run
+    warned that it could not read the cache entries back."""
+    import os
+    import subprocess
+    import sys
+    base = {k: v for k, v in os.environ.items() if not k.startswith("JAX_COMPILATION_CACHE")
+            and not k.startswith("JAX_PERSISTENT_CACHE")}
+    code = CACHE_SCRIPT.format(d=str(tmp_path / "bounded"))
+    for _ in range(2):  # the second process reads the first one's entry back
+        proc = subprocess.run([sys.executable, "-c", code], env=base, capture_output=True, text=True, timeout=120,
+                              check=True)
+        assert "filelock" not in proc.stderr and "Error reading persistent compilation cache" not in proc.stderr, \
+            proc.stderr[-2000:]
