@@ -23,6 +23,7 @@ import numpy as np
 from avjax import compiled, model_dir, parallel
 from avjax.attacks import ModelFns
 from avjax.data import sources as data_sources
+from avjax.errors import ConfigError, MissingInput
 from avjax.evaluation import embeddings, localization, progress, protocol, report, robustness
 from avjax.models import build
 
@@ -124,21 +125,34 @@ def check_visual_init(config):
     """A paper config trains ResNet18 from ImageNet weights: refuse to silently train it from scratch."""
     tc = config.train
     if tc.get("visual_init_required") and not tc.visual_init:
-        raise ValueError(
+        raise MissingInput(
             f"{config.data.name}: the paper fine-tunes ResNet18 from ImageNet weights, and none were given. Pass "
             "--config.train.visual_init=<resnet18 .pth or .safetensors> (torchvision's file: "
             f"{TORCHVISION_RESNET18}, or torch.save(torchvision.models.resnet18(weights='IMAGENET1K_V1')"
             ".state_dict(), 'resnet18.pth')), or --config.train.visual_init=none to train the trunk from "
             "scratch on purpose.")
     if tc.visual_init and tc.visual_init != "none" and not os.path.isfile(os.path.expanduser(tc.visual_init)):
-        raise FileNotFoundError(f"train.visual_init: no such file {tc.visual_init!r} (a torchvision resnet18 "
+        raise MissingInput(f"train.visual_init: no such file {tc.visual_init!r} (a torchvision resnet18 "
                                 f".pth or .safetensors, e.g. {TORCHVISION_RESNET18})")
+
+
+def check_inputs(config):
+    """-> (sources, transforms) of the config's data, after checking the ImageNet weights a paper config needs:
+    when both the data and the weights are missing, one error names both."""
+    problems = []
+    for check in (lambda: check_visual_init(config), lambda: data_sources.build(config.data)):
+        try:
+            result = check()
+        except MissingInput as e:
+            problems.append(str(e))
+    if problems:
+        raise MissingInput("\n\n".join(problems))
+    return result
 
 
 def train(config, workdir, writer=None) -> dict:
     from avjax.train.loop import train_and_evaluate
-    check_visual_init(config)
-    sources, transforms = data_sources.build(config.data)
+    sources, transforms = check_inputs(config)
     out = {}
     for name in training_order(config):
         rc = run_config(config, name)
@@ -489,7 +503,7 @@ def run(config, workdir, writer_factory=None):
     config = resolve_data(config)
     unknown = set(config.stages) - set(STAGES)
     if unknown:
-        raise ValueError(f"unknown stage(s) {sorted(unknown)}; choose from {STAGES}")
+        raise ConfigError(f"unknown stage(s) {sorted(unknown)}; choose from {STAGES}")
     seeds = config.get("seeds", 1)
     if not isinstance(seeds, int) or seeds < 1:
         raise ValueError(f"seeds must be a whole number >= 1 (got {seeds!r})")

@@ -8,6 +8,7 @@ with JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID set (see docs
 """
 import logging
 import os
+import re
 import sys
 
 from absl import app, flags
@@ -17,6 +18,40 @@ config_flags.DEFINE_config_file("config", None, "experiment config file", lock_c
 flags.DEFINE_string("workdir", None, "directory for checkpoints, logs and results")
 flags.mark_flags_as_required(["config", "workdir"])
 FLAGS = flags.FLAGS
+
+
+def _user_error(message: str):
+    """Print a problem the user fixes as one message and exit with status 2 (no traceback)."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def _last_exception_line(text: str) -> str:
+    """The `Type: message` line that ends a formatted traceback inside a flag error (ml_collections puts the
+    config file's traceback into its message), or the text itself."""
+    if "Traceback (most recent call last)" not in text:
+        return text.strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    ends = [i for i, line in enumerate(lines) if re.match(r"^[\w.]+(Error|Exception): ", line)]
+    return re.sub(r"^[\w.]+(Error|Exception): ", "", lines[ends[-1]]) if ends else text.strip()
+
+
+def parse_flags(argv):
+    """absl's flag parsing, with config problems (a missing config file, an unknown variant or field) reported
+    as one message instead of the config loader's traceback."""
+    try:
+        rest = FLAGS(argv)
+        FLAGS.config.keys()  # ml_collections reports a config file it could not load on first use
+        return rest
+    except OSError as e:
+        cause = e.__cause__ or e
+        _user_error("cannot load --config: " + " ".join(str(cause).split()))
+    except flags.Error as e:
+        _user_error(_last_exception_line(str(e)))
+    except (AttributeError, KeyError) as e:  # ml_collections on an override of a field the config lacks
+        overrides = [a.split("=")[0] for a in argv[1:] if a.startswith("--config.")]
+        _user_error(f"the config has no field {str(e).strip(chr(34))} (overrides given: {', '.join(overrides)}); "
+                    "docs/config.md lists every field of every config")
 
 
 def main(argv):
@@ -35,16 +70,20 @@ def main(argv):
     if jax.process_index() == 0:
         from tensorboardX import SummaryWriter
         writer_factory = lambda name: SummaryWriter(os.path.join(workdir, "tb", name))  # noqa: E731
+    from avjax.errors import UsageError
     from avjax.train.loop import Preempted
     try:
         experiment.run(FLAGS.config, workdir, writer_factory)
     except Preempted as e:
         logging.warning("%s; run the same command again to resume", e)
         return
+    except UsageError as e:  # the user's to fix: the message says how; a traceback would only bury it
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
     results_md = os.path.join(workdir, "results.md")
     if jax.process_index() == 0 and os.path.exists(results_md):
         print(open(results_md).read())
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

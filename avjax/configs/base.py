@@ -9,6 +9,7 @@ import dataclasses
 import ml_collections
 
 from avjax.common import IMAGENET_MEAN, IMAGENET_STD
+from avjax.errors import ConfigError
 
 
 def parse_arg(arg: str | None) -> dict:
@@ -28,7 +29,7 @@ SYNTHETIC_VARIANT_KEYS = tuple(k for k in VARIANT_KEYS if k not in ("recipe", "p
 def check_variants(variants: dict, allowed=VARIANT_KEYS):
     unknown = sorted(set(variants) - set(allowed))
     if unknown:
-        raise ValueError(f"unknown config variant(s) {unknown}; allowed: {list(allowed)}")
+        raise ConfigError(f"unknown config variant(s) {unknown}; allowed: {list(allowed)}")
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -209,7 +210,7 @@ def apply_common_variants(c, variants):
     trains the sound-source localization model alone."""
     model = variants.get("model", "classifier")
     if model not in ("classifier", "localization"):
-        raise ValueError(f"unknown model {model!r}; choose 'classifier' or 'localization'")
+        raise ConfigError(f"unknown model {model!r}; choose 'classifier' or 'localization'")
     if model == "localization":
         if set(variants) & {"fusion", "modality", "defense"}:
             raise ValueError("model=localization trains one AV localization model; it does not combine "
@@ -233,7 +234,7 @@ def apply_common_variants(c, variants):
         c.baseline = variants["modality"]
     name = variants.get("defense", "none")
     if name not in DEFENSES:
-        raise ValueError(f"unknown defense {name!r}; choose one of {DEFENSES}")
+        raise ConfigError(f"unknown defense {name!r}; choose one of {DEFENSES}")
     rows = defense_runs()
     wanted = {"none": [], "minsim": ["minsim"], "maxsim": ["maxsim"], "pcl": ["pcl"], "exfmem": ["exfmem"],
               "minsim+exfmem": ["minsim", "minsim_exfmem"], "all": list(rows)}[name]

@@ -49,6 +49,7 @@ import numpy as np
 from tqdm import tqdm
 
 from avjax.data import layout_a, media, preprocess
+from avjax.errors import UsageError
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ META = "meta.json"
 TRAIN_SPLITS = ("train",)   # the splits the train transform reads (the others hold eval images only)
 
 
-class DecodedError(ValueError):
+class DecodedError(UsageError, ValueError):
     """A decoded folder that is missing, incomplete, or made for other preprocessing."""
 
 

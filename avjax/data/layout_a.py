@@ -17,6 +17,7 @@ import os
 import numpy as np
 
 from avjax.data import media, preprocess
+from avjax.errors import MissingInput, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ CSV_NAMES = {
 }
 
 
-class DataError(ValueError):
+class DataError(UsageError, ValueError):
     """A dataset row or file that cannot become an example."""
 
 
@@ -169,7 +170,7 @@ def check_prepared(data_cfg, split, csv_path):
     what = (f"config.data.root is not set (no {split} list)" if not data_cfg.root and not data_cfg.csv[split]
             else f"the {split} list {csv_path} does not exist")
     preset_flag = "" if preset == "folder" else f"--preset {preset} "
-    raise FileNotFoundError(
+    raise MissingInput(
         f"{data_cfg.name or preset}: {what}. Prepare the dataset once (docs/data.md), e.g.\n"
         f"  python -m avjax.data.prepare {preset_flag}--videos <class folders> --out DIR\n"
         f"  (or --ave-root / --music-json + --music-videos / --k400-root / --manifest; --authors-lists for "

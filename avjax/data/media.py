@@ -9,12 +9,14 @@ from fractions import Fraction
 
 import numpy as np
 
+from avjax.errors import UsageError
+
 AUDIO_RATE = 11025
 VIDEO_FPS = 8
 SOUNDFILE_EXTS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 
 
-class MediaError(ValueError):
+class MediaError(UsageError, ValueError):
     """A media file that cannot be used as it is."""
 
 

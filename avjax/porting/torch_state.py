@@ -25,13 +25,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from avjax.porting import torch_pickle
+from avjax.errors import UsageError
 from avjax.models import AVClassifier, ResNet18
+from avjax.porting import torch_pickle
 
 TORCHVISION_IGNORED = ("fc.weight", "fc.bias")  # the ImageNet classifier is not part of the trunk
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UsageError, ValueError):
     """A checkpoint file or state_dict that cannot be ported as it is."""
 
 

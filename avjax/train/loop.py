@@ -28,6 +28,7 @@ from avjax import parallel
 from avjax.checkpoint import RunCheckpoints, local_value
 from avjax.data import pipeline
 from avjax.data.sources import first_example
+from avjax.errors import ConfigError
 from avjax.models import build
 from avjax.train.optimizer import make_optimizer
 from avjax.train.state import init_state
@@ -216,7 +217,7 @@ def train_and_evaluate(config, workdir, sources, transforms, *, writer=None, ini
         if ckpts.latest_step() is not None:
             state, best, restored_meta, _ = ckpts.restore_latest_good(state, best)
             if restored_meta.get("config_hash") != meta["config_hash"]:
-                raise ValueError(
+                raise ConfigError(
                     f"{ckpt_dir} holds checkpoints of a different training config (hash "
                     f"{restored_meta.get('config_hash')} != {meta['config_hash']}); use another workdir")
             meta = restored_meta
