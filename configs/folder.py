@@ -6,7 +6,8 @@
 Classes (and their number) are the folder's audio/<class>/ subfolders, the report is named after the
 folder, and when its validation list is empty a seeded, stratified share of the training rows
 (`data.val_fraction`, `data.val_seed`) becomes the validation split (logged). The recipe is the released
-code's (SGD, lr audio 1e-3 / visual 1e-4 / head 1e-3, batch 48, 30 epochs, x0.1 at 10 and 20); pass
+code's (SGD, lr audio 1e-3 / visual 1e-4 / head 1e-3, batch 48, 30 epochs, x0.1 at 10 and 20), trained for
+more epochs (the decays scaled with them) where that is under `train.min_steps` optimizer steps; pass
 `--config.train.visual_init=<resnet18 .pth>` for an ImageNet-initialised frame network (recommended).
 Variants: fusion= (a name or all), modality=, defense=, runlocal.
 """
@@ -40,6 +41,7 @@ def get_config(arg=None):
     c.train.batch_size = 48
     c.train.num_epochs = 30
     c.train.lr_steps = (10, 20)
+    c.train.min_steps = 1000                # a folder of a hundred clips is a few batches an epoch
     c.eval.batch_size = 16
     c.eval.units = "normalized"
     config_base.apply_common_variants(c, variants)

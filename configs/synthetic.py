@@ -33,6 +33,7 @@ def get_config(arg=None):
     c.train.batch_size = 64
     c.train.lr = ml_collections.ConfigDict(dict(audio=0.05, visual=0.05, head=0.05))
     c.train.log_every_steps = 10
+    c.train.few_steps = 100            # the synthetic events are learnt in 150 steps (the main job's schedule)
     c.train.checkpoint_min_interval_s = 30.0  # epochs of 1-3 s: a checkpoint at most every 30 s
     c.eval.batch_size = 120
     c.eval.units = "pixel"             # no ImageNet statistics in these images

@@ -92,6 +92,12 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.lr = ml_collections.ConfigDict(dict(audio=1e-3, visual=1e-4, head=1e-3))
     c.train.lr_steps = (10, 20)
     c.train.lr_decay = 0.1
+    # A small dataset gives few optimizer steps per epoch: with min_steps > 0 a run that would take fewer steps
+    # trains for more epochs (lr_steps scaled with them). Runs under few_steps steps, or validated on fewer
+    # than few_val examples, are warned about in the log with what to change.
+    c.train.min_steps = 0
+    c.train.few_steps = 300
+    c.train.few_val = 50
     c.train.momentum = 0.9
     c.train.weight_decay = 1e-4
     c.train.log_every_steps = 20
@@ -252,6 +258,7 @@ def runlocal(c, batch_size):
     c.model.width = 0.125
     c.train.batch_size = c.eval.batch_size = batch_size
     c.train.num_epochs = 1
+    c.train.min_steps = 0      # a smoke run stays a few steps, whatever its config asks of a real one
     # every epoch: the resume tests kill a smoke run after its first checkpoint
     c.train.checkpoint_min_interval_s = 0.0
     c.eval.steps = 2

@@ -11,6 +11,7 @@ A non-finite loss stops the run with an error before anything is saved, so the l
 disk is always a good one.
 """
 import contextlib
+import copy
 import dataclasses
 import functools
 import hashlib
@@ -88,12 +89,13 @@ def training_config_hash(config) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-_NOT_TRAJECTORY = ("log_every_steps", "checkpoint_every_steps", "checkpoint_min_interval_s")
+_NOT_TRAJECTORY = ("log_every_steps", "checkpoint_every_steps", "checkpoint_min_interval_s", "few_steps", "few_val")
 
 
 def _trajectory_fields(train_cfg: dict) -> dict:
-    """The training config (as a dict) without the fields that do not change the trajectory."""
-    return {k: v for k, v in train_cfg.items() if k not in _NOT_TRAJECTORY}
+    """The training config (as a dict) without the fields that do not change the trajectory (`min_steps` acts
+    through the epochs and decays it sets, which are hashed; left out, workdirs of earlier configs resume)."""
+    return {k: v for k, v in train_cfg.items() if k not in _NOT_TRAJECTORY + ("min_steps",)}
 
 
 def _all_finite(tree) -> bool:
@@ -191,12 +193,41 @@ def evaluate_split(p_eval, state, source, transform, *, local_batch, mesh, worke
     return {"accuracy": totals["correct"] / n, "loss": totals["loss_sum"] / n, "count": int(totals["count"])}
 
 
+def fit_schedule(config, num_train: int, num_val: int):
+    """-> the config with its schedule stretched to `train.min_steps` optimizer steps where the epochs would give
+    fewer (epochs and lr_steps scaled by the same factor), logging what changed; warns, with what to change,
+    about runs of fewer than `train.few_steps` steps or validated on fewer than `train.few_val` examples."""
+    tc = config.train
+    steps_per_epoch = max(num_train // tc.batch_size, 1)
+    steps = steps_per_epoch * tc.num_epochs
+    if tc.get("min_steps", 0) and steps < tc.min_steps:
+        epochs = -(-tc.min_steps // steps_per_epoch)
+        factor = epochs / tc.num_epochs
+        config = copy.deepcopy(config)
+        with config.unlocked():
+            config.train.num_epochs = epochs
+            config.train.lr_steps = tuple(int(round(e * factor)) for e in tc.lr_steps)
+        log.info("%d training examples at batch %d are %d optimizer step(s) an epoch: training %d epochs instead "
+                 "of %d (lr decays at epochs %s) to reach train.min_steps=%d", num_train, tc.batch_size,
+                 steps_per_epoch, epochs, tc.num_epochs, list(config.train.lr_steps), tc.min_steps)
+        steps = steps_per_epoch * epochs
+    if steps < tc.get("few_steps", 0):
+        log.warning("this run takes only %d optimizer steps (%d examples, batch %d, %d epochs): too few to train "
+                    "the models well; raise --config.train.min_steps (or num_epochs), or lower "
+                    "--config.train.batch_size", steps, num_train, tc.batch_size, config.train.num_epochs)
+    if num_val < tc.get("few_val", 0):
+        log.warning("the validation split has %d examples: the best-on-validation model is picked on noise; add "
+                    "validation rows (or raise --config.data.val_fraction)", num_val)
+    return config
+
+
 def train_and_evaluate(config, workdir, sources, transforms, *, writer=None, init_variables=None):
     """Train (resuming from `workdir/checkpoints`), then test the best-on-validation weights.
 
     -> (summary dict, best variables on the host). A second call on a finished run restores its last
     checkpoint and only re-runs the test evaluation.
     """
+    config = fit_schedule(config, len(sources["train"]), len(sources["val"]))
     tc = config.train
     run = setup_run(config, sources, transforms, init_variables=init_variables)
     mesh = run.mesh
