@@ -40,3 +40,10 @@ def test_every_path_the_readme_and_docs_cite_exists():
             if not (os.path.exists(os.path.join(REPO, path)) or os.path.exists(os.path.join(base, path))):
                 missing.setdefault(page, []).append(path)
     assert not missing, missing
+
+
+def test_the_losses_api_md_names_are_the_ones_attacks_accept():
+    from avjax.attacks.losses import LOSSES
+    text = open(os.path.join(REPO, "docs", "api.md")).read()
+    line = next(line for line in text.splitlines() if line.startswith("Losses"))
+    assert set(re.findall(r'"([\w+]+)"', line)) == set(LOSSES)
