@@ -14,7 +14,10 @@ gradient-masking checklist (Carlini et al. 2019) is run and each failing check i
   * `more_steps`: APGD-CE with twice the steps and one more restart does not raise the success,
   * `large_eps`: at `large_eps_factor` times the eps the accuracy goes (almost) to 0,
   * `black_box`: the white-box attacks succeed at least as often as Square,
-  * `transfer`: ... and at least as often as APGD-CE adversarials made on the undefended baseline model.
+  * `transfer`: ... and at least as often as APGD-CE adversarials made on the undefended baseline model,
+  * `zero_gradient`: no example has an all-zero input gradient in an attacked modality the model reads (the
+    gradient of its logit margin at the clean point; AutoAttack's `check_zero_gradients`): a white-box attack
+    sees nothing to follow there (e.g. an input read through `stop_gradient` or a quantisation).
 The checklist's attacks are in the same ball (except `large_eps`), so they count towards the worst case too.
 """
 import dataclasses
@@ -22,6 +25,7 @@ import logging
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from avjax import attacks, parallel
@@ -30,7 +34,7 @@ from avjax.evaluation.progress import NoProgress
 from avjax.evaluation.robustness import NON_FINITE, SETTING_MODALITIES, SETTINGS, _correct, _gather, eval_batches
 
 log = logging.getLogger(__name__)
-CHECKS = ("more_steps", "large_eps", "black_box", "transfer")
+CHECKS = ("more_steps", "large_eps", "black_box", "transfer", "zero_gradient")
 WHITE_BOX = ("apgd-ce", "apgd-t", "fab", "fab-t")
 HEADERS = {"xA": "✗A", "xV": "✗V", "xAV": "✗AV"}
 
@@ -166,6 +170,30 @@ def attack_once(fns, batch, eps_visual, eps_audio, key, transfer_fns=None, *, sp
     return _correct(fns, *adv, label)
 
 
+def zero_gradient(fns, batch, *, setting: int):
+    """(B,) int8: 1 where the gradient of the logit margin (true class minus the best other) w.r.t. an attacked
+    modality the model reads is all zero at the clean point. The margin, not the CE: a confident model's CE
+    gradient can underflow to exactly 0 in float32 where its margin's cannot."""
+    image, audio, label = batch["image"], batch["audio"], batch["label"]
+    on_v, on_a = SETTING_MODALITIES[SETTINGS[setting]]
+    on_v, on_a = on_v and getattr(fns, "uses_visual", True), on_a and getattr(fns, "uses_audio", True)
+
+    def margin(img, aud):
+        logits = fns(img, aud)[0]
+        true = jnp.take_along_axis(logits, label[:, None], -1)[:, 0]
+        other = jnp.max(jnp.where(jax.nn.one_hot(label, logits.shape[-1], dtype=bool), -jnp.inf, logits), -1)
+        return jnp.sum(true - other)
+
+    g_v, g_a = jax.grad(margin, argnums=(0, 1))(image, audio)
+    flat_zero = lambda g: jnp.all(g.reshape(g.shape[0], -1) == 0, -1)  # noqa: E731
+    zero = jnp.zeros(label.shape, bool)
+    if on_v:
+        zero = zero | flat_zero(g_v)
+    if on_a:
+        zero = zero | flat_zero(g_a)
+    return zero.astype(jnp.int8)
+
+
 def evaluate_standard(fns, source, transform, spec: ProtocolSpec, *, batch_size, mesh=None, max_examples=0,
                       workers=0, name="model", transfer_fns=None, progress=None):
     """-> {'n', 'clean', 'settings': {setting: {attack: acc, 'worst': acc}}, 'checklist': [...],
@@ -180,7 +208,10 @@ def evaluate_standard(fns, source, transform, spec: ProtocolSpec, *, batch_size,
     names = spec.attack_list(has_memory, transfer_fns is not None)
     run = jax.jit(attack_once, static_argnames=("spec", "kind", "setting"))
     clean_fn = jax.jit(_correct)
+    zero_fn = jax.jit(zero_gradient, static_argnames=("setting",))
     per = {"clean": [], **{(s, a): [] for s in spec.setting_indices() for a in names}}
+    if spec.checklist:
+        per.update({(s, "zero_gradient"): [] for s in spec.setting_indices()})
     masks = []
     root = jax.random.key(spec.seed)
 
@@ -198,6 +229,9 @@ def evaluate_standard(fns, source, transform, spec: ProtocolSpec, *, batch_size,
                                       lambda: clean_fn(fns, batch["image"], batch["audio"], batch["label"])))
         timings = {}
         for s in spec.setting_indices():
+            if spec.checklist:
+                per[(s, "zero_gradient")].append(stored_or(f"{SETTINGS[s]}/zero_gradient", index,
+                                                           lambda: zero_fn(fns, batch, setting=s)))
             for a in names:
                 t0 = time.perf_counter()
                 key = jax.random.fold_in(jax.random.fold_in(root, index), s)
@@ -238,6 +272,8 @@ def summarize(correct: dict, names, spec: ProtocolSpec, uses=("visual", "audio")
         white_box = np.logical_and.reduce([c[a] for a in white])
         row = {a: acc(c[a]) for a in names}
         row.update(worst=acc(worst), white_box=acc(white_box))
+        if (s, "zero_gradient") in correct:  # % of examples (clean or not) with an all-zero input gradient
+            row["zero_gradient"] = acc(correct[(s, "zero_gradient")].astype(bool))
         out["settings"][setting] = row
         out["per_example"][setting] = worst.tolist()
         if spec.checklist:
@@ -264,6 +300,10 @@ def _checks(setting, row, spec, has_transfer, covers_all) -> list[dict]:
     if has_transfer:
         checks.append(("transfer", row["white_box"] <= row["transfer"] + tol,
                        f"white-box {row['white_box']:.2f} vs transfer from the baseline {row['transfer']:.2f}"))
+    if "zero_gradient" in row:
+        checks.append(("zero_gradient", row["zero_gradient"] == 0,
+                       f"{row['zero_gradient']:.2f} % of the examples have an all-zero input gradient in the attacked "
+                       "modality"))
     return [{"setting": setting, "check": name, "passed": bool(ok), "detail": detail}
             for name, ok, detail in checks]
 

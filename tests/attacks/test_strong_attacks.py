@@ -184,6 +184,7 @@ def _run_protocol(fns, batch, spec, names, settings=(0, 1, 2)):
             eps_v, eps_a = (np.float32(e * factor) for e in spec.settings()[s])
             correct[(s, name)] = np.asarray(_attack_once(fns, batch, eps_v, eps_a, jax.random.key(s),
                                                          spec=spec, kind=kind, setting=s))
+        correct[(s, "zero_gradient")] = np.asarray(protocol.zero_gradient(fns, batch, setting=s))
     return protocol.summarize(correct, names, spec)
 
 
@@ -210,7 +211,22 @@ def test_masked_gradients_fool_white_box_not_square_and_the_checklist_flags_it()
     assert xav["square"] <= 50                                    # ... the score-based one does not
     assert xav["worst"] <= xav["square"]
     flagged = {(c["setting"], c["check"]) for c in res["checklist"] if not c["passed"]}
-    assert ("xAV", "black_box") in flagged
+    assert ("xAV", "black_box") in flagged and ("xAV", "zero_gradient") in flagged
+    assert xav["zero_gradient"] == 100
+
+
+def test_zero_gradient_check_fires_in_the_setting_of_the_masked_modality_only():
+    """Audio read through stop_gradient, the frame not: flagged under xA (and xAV), not under xV; an unmasked
+    model is never flagged (its margin's gradient is never exactly zero)."""
+    fns, image, audio, label = _mlp()
+    batch = {"image": image, "audio": audio, "label": label}
+    masked = attacks.core.as_model_fns(lambda img, aud: fns(img, jax.lax.stop_gradient(aud))[0])
+    zero = {s: np.asarray(protocol.zero_gradient(masked, batch, setting=i)) for i, s in enumerate(("xA", "xV", "xAV"))}
+    assert zero["xA"].all() and zero["xAV"].all() and not zero["xV"].any()
+    assert not any(np.asarray(protocol.zero_gradient(fns, batch, setting=i)).any() for i in range(3))
+    checks = protocol._checks("xA", {"apgd-ce": 50.0, "apgd-ce/more_steps": 50.0, "white_box": 50.0, "square": 60.0,
+                                     "zero_gradient": 100.0}, _spec(), False, False)
+    assert [c["check"] for c in checks if not c["passed"]] == ["zero_gradient"]
 
 
 def _mlp(seed=0, dims=(6, 6, 3), length=64, classes=5):
@@ -240,4 +256,5 @@ def test_worst_case_is_never_better_than_any_member():
             assert row["worst"] <= row[name], name
     assert row["white_box"] <= min(row["apgd-ce"], row["apgd-t"])
     assert row["worst"] < res["clean"]                       # the attacks do something on this model
-    assert {c["check"] for c in res["checklist"]} == {"more_steps", "large_eps", "black_box"}
+    assert {c["check"] for c in res["checklist"]} == {"more_steps", "large_eps", "black_box", "zero_gradient"}
+    assert all(c["passed"] for c in res["checklist"] if c["check"] == "zero_gradient")
