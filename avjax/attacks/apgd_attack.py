@@ -27,6 +27,9 @@ from avjax.attacks.model_fns import ModelFns
 from avjax.attacks.threat import AUDIO_BOUNDS, ImageSpace
 
 
+POINTS = ("first_success", "highest_loss")
+
+
 @dataclasses.dataclass(frozen=True)
 class APGDConfig:
     """Static description of one APGD call (hashable: part of the compiled program's key)."""
@@ -45,12 +48,18 @@ class APGDConfig:
     space: ImageSpace
     unroll: int               # scan unroll of the step loop
     random_start: bool = True  # False: start at the clean input (deterministic; for debugging and tests)
+    # which point an example returns: 'first_success' (AutoAttack's: the first iterate that misclassifies, else
+    # the highest loss) or 'highest_loss' (the highest loss of every run, fooled or not: what a transfer attack
+    # carries to another model, where the thin-margin first success would rarely fool it)
+    point: str = "first_success"
 
     def __post_init__(self):
         if self.loss not in LOSSES:
             raise ValueError(f"unknown APGD loss {self.loss!r}; choose one of {LOSSES}")
         if self.targeted and self.loss != "dlr":
             raise ValueError("APGD-T uses the targeted DLR loss: loss='dlr'")
+        if self.point not in POINTS:
+            raise ValueError(f"APGD point must be one of {POINTS}, got {self.point!r}")
         if self.steps < 1 or self.restarts < 1 or self.target_classes < 1 or self.unroll < 1:
             raise ValueError("steps, restarts, target_classes and unroll must be >= 1")
 
@@ -108,6 +117,7 @@ def run_apgd(logits_fn, image, audio, label, eps_visual, eps_audio, cfg: APGDCon
         return z, aud
 
     intervals = jnp.asarray(checkpoints(cfg.steps))
+    highest = cfg.point == "highest_loss"
 
     def one_run(run_key, target):
         kv, ka = jax.random.split(run_key)
@@ -157,6 +167,8 @@ def run_apgd(logits_fn, image, audio, label, eps_visual, eps_audio, cfg: APGDCon
             return s, None
 
         s, _ = jax.lax.scan(step, state, (jnp.arange(cfg.steps), intervals), unroll=cfg.unroll)
+        if highest:
+            return s["best_x"], s["fooled"], s["best_loss"]
         out = jax.tree.map(lambda a, b: _per_example(s["fooled"], a, b), s["adv"], s["best_x"])
         return out, s["fooled"], s["best_loss"]
 
@@ -170,11 +182,12 @@ def run_apgd(logits_fn, image, audio, label, eps_visual, eps_audio, cfg: APGDCon
     keys = jnp.tile(jax.random.split(key, cfg.restarts), targets.shape[0] // cfg.restarts)
 
     def body(carry, xs):
-        """One run (restart / target); per example the first success is kept, else the highest loss."""
+        """One run (restart / target); per example the first success is kept, else the highest loss (with
+        point='highest_loss': the highest loss of all runs)."""
         run_key, target = xs
         (bz, ba), done, bl = carry
         (z, a), f, l = one_run(run_key, target if cfg.targeted else None)
-        take = ~done & (f | (l > bl))
+        take = (l > bl) if highest else ~done & (f | (l > bl))
         return ((_per_example(take, z, bz), _per_example(take, a, ba)), done | f, jnp.where(take, l, bl)), None
 
     init = ((z0, audio), jnp.zeros((batch,), bool), jnp.full((batch,), -jnp.inf, image.dtype))

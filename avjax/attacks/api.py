@@ -80,17 +80,18 @@ def fgsm_settings(logits_fn, image, audio, label, settings, *, units="pixel", va
 
 def apgd_config(*, eps_visual, eps_audio, units="pixel", steps=100, restarts=1, loss="ce", targeted=False,
                 target_classes=9, rho=0.75, momentum=0.75, initial_step=2.0, cos_weight=1.0, unroll=1,
-                random_start=True, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> APGDConfig:
+                random_start=True, point="first_success", mean=IMAGENET_MEAN, std=IMAGENET_STD) -> APGDConfig:
     """The static APGDConfig of an APGD call (the reference hyper-parameters by default)."""
     return APGDConfig(steps=steps, restarts=restarts, loss=loss, targeted=targeted, target_classes=target_classes,
                       rho=rho, momentum=momentum, initial_step=initial_step, cos_weight=cos_weight,
                       attack_visual=nonzero(eps_visual), attack_audio=nonzero(eps_audio),
-                      space=image_space(units, mean, std), unroll=unroll, random_start=random_start)
+                      space=image_space(units, mean, std), unroll=unroll, random_start=random_start, point=point)
 
 
 def apgd(logits_fn, image, audio, label, *, eps_visual, eps_audio, key, **options):
     """APGD-CE / APGD-DLR (`loss`), APGD-T (`targeted=True, loss='dlr'`); options as `apgd_config`.
-    -> (adv_image, adv_audio), the first misclassifying point per example (else its highest loss)."""
+    -> (adv_image, adv_audio), the first misclassifying point per example (else its highest loss;
+    `point='highest_loss'`: the highest loss, fooled or not)."""
     cfg = apgd_config(eps_visual=eps_visual, eps_audio=eps_audio, **options)
     if not (cfg.attack_visual or cfg.attack_audio):
         return image, audio

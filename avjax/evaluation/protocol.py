@@ -107,7 +107,7 @@ class ProtocolSpec:
         if name == "large_eps":
             return dict(apgd, loss="ce", eps_factor=self.large_eps_factor)
         if name == "transfer":
-            return dict(apgd, loss="ce", source="the baseline (undefended) model")
+            return dict(apgd, loss="ce", source="the baseline (undefended) model", point="highest_loss")
         if name.startswith("apgd-ce/"):
             return dict(apgd, loss="ce", memory_gradient=name.split("/", 1)[1])
         if name == "feature-collision":
@@ -161,8 +161,9 @@ def attack_once(fns, batch, eps_visual, eps_audio, key, transfer_fns=None, *, sp
         apgd.update(steps=2 * spec.apgd_steps, restarts=spec.apgd_restarts + 1)
     elif kind.startswith("apgd-ce/"):
         attacked = _with_memory_gradient(fns, kind.split("/", 1)[1])
-    elif kind == "transfer":
+    elif kind == "transfer":  # the baseline's highest-loss point, not its first (thin-margin) success
         attacked = transfer_fns
+        apgd.update(point="highest_loss")
     elif kind != "apgd-ce":
         raise ValueError(f"unknown protocol attack {kind!r}")
     cfg = attacks.apgd_config(**flags, **apgd)

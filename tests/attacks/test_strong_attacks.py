@@ -258,3 +258,27 @@ def test_worst_case_is_never_better_than_any_member():
     assert row["worst"] < res["clean"]                       # the attacks do something on this model
     assert {c["check"] for c in res["checklist"]} == {"more_steps", "large_eps", "black_box", "zero_gradient"}
     assert all(c["passed"] for c in res["checklist"] if c["check"] == "zero_gradient")
+
+
+def test_highest_loss_point_has_the_highest_source_loss_and_the_transfer_attack_uses_it():
+    """point='highest_loss' returns, per example, the run's highest-loss iterate whether or not an earlier one
+    already fooled the model (AutoAttack's point is the first success, a thin-margin point that rarely
+    transfers); the protocol's transfer attack asks for it."""
+    fns, image, audio, label = _mlp(seed=3)
+    kw = dict(eps_visual=0.05, eps_audio=0.05, key=jax.random.key(0), steps=20, restarts=2)
+    first = attacks.apgd(fns, image, audio, label, **kw)
+    highest = attacks.apgd(fns, image, audio, label, point="highest_loss", **kw)
+
+    def ce(point):
+        logits = fns(*point)[0]
+        return np.asarray(losses.per_example_loss("ce", logits, {}, label))
+
+    fooled = np.asarray(fns(*first)[0].argmax(-1) != label)
+    assert fooled.any(), "the attack must fool some examples for the comparison to mean something"
+    assert np.all(ce(highest) >= ce(first) - 1e-5)
+    assert np.any(ce(highest)[fooled] > ce(first)[fooled] + 1e-3)   # past the first success
+    assert float(jnp.max(jnp.abs(highest[0] - image))) <= 0.05 + 1e-6          # still in the ball
+    assert float(jnp.max(jnp.abs(highest[1] - audio))) <= 0.05 + 1e-6
+    assert _spec().parameters("transfer")["point"] == "highest_loss"
+    with pytest.raises(ValueError, match="APGD point must be one of"):
+        attacks.apgd_config(eps_visual=0.1, eps_audio=0.1, point="last")
