@@ -179,7 +179,7 @@ def run_apgd(logits_fn, image, audio, label, eps_visual, eps_audio, cfg: APGDCon
         targets = jnp.repeat(targets, cfg.restarts, axis=0)
     else:
         targets = jnp.zeros((cfg.restarts, batch), label.dtype)
-    keys = jnp.tile(jax.random.split(key, cfg.restarts), targets.shape[0] // cfg.restarts)
+    keys = jax.random.split(key, targets.shape[0])   # a fresh random start for every run (target x restart)
 
     def body(carry, xs):
         """One run (restart / target); per example the first success is kept, else the highest loss (with
