@@ -284,7 +284,7 @@ def test_highest_loss_point_has_the_highest_source_loss_and_the_transfer_attack_
         attacks.apgd_config(eps_visual=0.1, eps_audio=0.1, point="last")
 
 
-def test_every_attack_and_every_apgd_run_draws_its_own_random_start():
+def test_every_protocol_attack_draws_its_own_random_start():
     root = jax.random.key(0)
     keys = {name: jax.random.key_data(protocol.attack_key(root, 0, 2, name))
             for name in ("apgd-ce", "apgd-t", "apgd-ce/more_steps", "large_eps", "transfer", "square")}
