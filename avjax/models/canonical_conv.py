@@ -19,9 +19,9 @@ of its patches ("taps": the kernel positions as static strided slices of the pad
 features, times the kernel as a (taps * in, out) matrix). Its input gradient is that product's transpose
 followed by the slices' transpose (pads and adds), and its weight gradient the patches' transpose times the
 output gradient: matrix products and data movement only. XLA:CPU's direct convolution is pathological on maps
-of one or two positions a side (a 3x3 convolution, 512 -> 512 channels, on a 2x2 map: 100-500x slower than
-the same product of patches), which is where ResNet18's last stages run on 32-64 pixel frames and where the
-audio net ends on short waveforms; and the strided input gradient is faster as patches at most sizes.
+of one or two positions a side (tens of times slower than the same product of patches for ResNet18's last
+stage), which is where ResNet18's last stages run on 32-64 pixel frames and where the audio net ends on short
+waveforms; and the strided input gradient is faster as patches at most sizes.
 `formulation` holds the rules, `benchmarks/conv_formulations.py` the measurements behind them, and
 `benchmarks/xla_small_map.py` a stand-alone reproducer of the slowdown. Kernel positions that read only
 padding (all but the centre of a 3x3 kernel on a 1x1 map) are left out of the product: they add zeros.
@@ -129,11 +129,14 @@ def _out_sizes(conv: _Conv, spatial, kernel):
 
 def _kept_box(conv: _Conv, spatial, kernel):
     """Per spatial dimension, the range [lo, hi) of kernel positions that read at least one input element (a
-    contiguous range); positions outside it read only padding and add zeros."""
+    contiguous range); positions outside it read only padding and add zeros. None when a dimension keeps none
+    (an output made of padding alone: left to `lax`)."""
     out = _out_sizes(conv, spatial, kernel)
     box = []
     for n, k, o, s, (lo, _) in zip(spatial, kernel, out, conv.window_strides, conv.padding):
         kept = [t for t in range(k) if any(0 <= t + q * s - lo < n for q in range(o))]
+        if not kept:
+            return None
         box.append((kept[0], kept[-1] + 1))
     return box
 
@@ -195,7 +198,8 @@ def _taps_supported(conv: _Conv, ndim: int) -> bool:
 
 
 def _uses_taps(pass_, conv, lhs, rhs) -> bool:
-    return _taps_supported(conv, lhs.ndim) and formulation(pass_, conv, lhs.shape, rhs.shape) == "taps"
+    return (_taps_supported(conv, lhs.ndim) and formulation(pass_, conv, lhs.shape, rhs.shape) == "taps"
+            and _kept_box(conv, lhs.shape[1:-1], rhs.shape[:lhs.ndim - 2]) is not None)
 
 
 def _forward(conv: _Conv, lhs, rhs):
