@@ -139,15 +139,18 @@ def check_visual_init(config):
 def check_inputs(config):
     """-> (sources, transforms) of the config's data, after checking the ImageNet weights a paper config needs:
     when both the data and the weights are missing, one error names both."""
-    problems = []
-    for check in (lambda: check_visual_init(config), lambda: data_sources.build(config.data)):
-        try:
-            result = check()
-        except MissingInput as e:
-            problems.append(str(e))
+    problems, data = [], None
+    try:
+        check_visual_init(config)
+    except MissingInput as e:
+        problems.append(str(e))
+    try:
+        data = data_sources.build(config.data)
+    except MissingInput as e:
+        problems.append(str(e))
     if problems:
         raise MissingInput("\n\n".join(problems))
-    return result
+    return data
 
 
 def train(config, workdir, writer=None) -> dict:

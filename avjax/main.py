@@ -31,9 +31,9 @@ def _last_exception_line(text: str) -> str:
     config file's traceback into its message), or the text itself."""
     if "Traceback (most recent call last)" not in text:
         return text.strip()
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    ends = [i for i, line in enumerate(lines) if re.match(r"^[\w.]+(Error|Exception): ", line)]
-    return re.sub(r"^[\w.]+(Error|Exception): ", "", lines[ends[-1]]) if ends else text.strip()
+    matches = [m for m in (re.match(r"^[\w.]+(?:Error|Exception): (.*)$", line.strip()) for line in text.splitlines())
+               if m]
+    return matches[-1].group(1) if matches else text.strip()
 
 
 def parse_flags(argv):
