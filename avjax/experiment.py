@@ -49,7 +49,24 @@ def run_config(config, name):
             c.train.batch_size = ft.batch_size or c.train.batch_size
             if ft.lr:
                 c.train.lr = type(c.train.lr)({k: ft.lr for k in c.train.lr})
+        if run.get("adversarial"):
+            c.train.adversarial.threat = run.adversarial
+        adversarial_threat_model(c)
     return c
+
+
+def adversarial_threat_model(c):
+    """Resolves `c.train.adversarial`'s eps (in place): the evaluation's eps of the threat's setting (xA:
+    eps_audio_only, xV: eps_visual_only, xAV: eps_joint on each) x eps_scale, in the evaluation's units, so that
+    the model is trained against the threat it is evaluated under (and the training hash covers it)."""
+    adv = c.train.get("adversarial")
+    if adv is None or not adv.threat:
+        return
+    ev = c.eval
+    eps_v, eps_a = {"A": (0.0, ev.eps_audio_only), "V": (ev.eps_visual_only, 0.0),
+                    "AV": (ev.eps_joint, ev.eps_joint)}.get(adv.threat, (0.0, 0.0))
+    adv.eps_visual, adv.eps_audio = float(eps_v * adv.eps_scale), float(eps_a * adv.eps_scale)
+    adv.units, adv.mean, adv.std = ev.units, tuple(ev.mean), tuple(ev.std)
 
 
 def training_order(config) -> list[str]:
@@ -166,7 +183,7 @@ def train(config, workdir, writer=None) -> dict:
                 out[name] = json.load(f)
             log.info("run %s already trained (test accuracy %.4f)", name, out[name]["test_accuracy"])
             continue
-        log.info("== training run %s (%s, defense %s%s)", name, rc.model.modality, rc.train.defense.name,
+        log.info("== training run %s (%s, defense %s%s)", name, rc.model.modality, defense_of(config, name),
                  ", memory of run " + config.runs[name].memory_from if config.runs[name].get("memory_from") else "")
         t0 = time.perf_counter()
         init_variables = _initial_variables(config, workdir, name, sources, transforms)
@@ -193,6 +210,8 @@ def defense_of(config, name) -> str:
     parts = [run.defense] if run.get("defense") not in ("", "none", None) else []
     if run.get("memory_from"):
         parts.append("exfmem")
+    if run.get("adversarial"):
+        parts.append(f"at_{run.adversarial.lower()}")
     return "+".join(parts) or "none"
 
 

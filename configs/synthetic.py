@@ -7,11 +7,13 @@ set (32x32 frames, 4096 samples) and writes results.md over the seeds: clean acc
 MIM robustness table as mean ± std with bootstrap intervals, and the paper's findings checked per seed
 (README: the command's time and tables).
 Variants (comma separated after a colon): fusion=<name|all>, modality=<av|audio|visual>,
-defense=<none|minsim|maxsim|pcl|exfmem|minsim+exfmem|all>, model=localization (the sound-source
+defense=<none|minsim|maxsim|pcl|exfmem|minsim+exfmem|at|all>, model=localization (the sound-source
 localization model at 128x128 frames: heat maps clean and attacked, pointing / cIoU / AUC on the objects'
 boxes), runlocal (a few steps, for smoke tests).
 `defense=all` trains every row of the appendix's defense table (None, Unimodal A/V, PCL, MaxSim,
-MinSim, ExFMem, MinSim+ExFMem) and evaluates them with the released defense protocol.
+MinSim, ExFMem, MinSim+ExFMem) and evaluates them with the released defense protocol, then the positive control
+beyond the paper: `defense=at` trains None and one model adversarially trained per threat (AT (A), AT (V), AT (AV):
+PGD from a random start against that setting's eps), the rows a sound evaluation must find robust.
 """
 import ml_collections
 
@@ -76,6 +78,8 @@ def get_config(arg=None):
         c.embeddings.examples = 240     # how MinSim reshapes the embeddings (appendix Figs. 5/6)
         # the released defense evaluation: one eps for every setting
         config_base.defense_protocol(c, 0.02, variant="standard", batch_size=c.eval.batch_size)
+    if variants.get("defense") == "at":  # three adversarially trained models: 3 PGD steps of eps/2 each
+        c.train.adversarial.update(dict(steps=3, step_fraction=0.5))
     if variants.get("model") == "localization":  # a 4x4 map of the frame (64 px would give 2x2)
         c.data.synthetic.image_size = 128
     if variants.get("runlocal"):

@@ -18,7 +18,7 @@ ALLOWED = {
     "data": {"configs"},
     "configs": set(),
     "porting": {"models", "model_dir"},
-    "train": {"models", "data", "parallel", "checkpoint", "porting", "defenses"},
+    "train": {"models", "data", "parallel", "checkpoint", "porting", "defenses", "attacks"},  # attacks: AT
     "evaluation": {"attacks", "data", "parallel", "configs", "models", "defenses"},
 }
 

@@ -219,7 +219,7 @@ in `leaderboard.json`, one entry per model."""),
 
 board = json.load(open(os.path.join(workdir, "leaderboard.json")))
 for entry in board["entries"]:
-    failed = [c for c in entry["checklist"] if not c["passed"]]
+    failed = [c for c in entry["checklist"] if c["passed"] is False]
     print(f"{entry['label']:14s} clean {entry['clean_accuracy']:5.1f} %  robust (worst case) "
           f"{entry['robust_accuracy']}  failed checks: {len(failed)}")'''),
 ])

@@ -112,6 +112,14 @@ def base_config() -> ml_collections.ConfigDict:
         name="none", weight=1.0,                      # MinSim / MaxSim: w * mean cos(f_v, f_a)
         prox_weight=1.0, con_weight=1e-4,             # PCL loss weights
         lr_prox=0.5, lr_con=1e-4))                    # PCL centre learning rates (official code)
+    # Adversarial training (avjax.train.adversarial), set per run by `run(..., adversarial=...)`: threat '' (off),
+    # 'A', 'V' or 'AV'; each attacked input trained at eps_scale x the evaluation's eps of that setting (eval.eps_*,
+    # in eval.units), resolved into eps_visual / eps_audio by avjax.experiment.run_config.
+    c.train.adversarial = ml_collections.ConfigDict(dict(
+        threat="", method="pgd",                      # 'pgd': `steps` steps from a random start; 'fast': one step
+        steps=7, step_fraction=0.25,                  # PGD step = eps * step_fraction
+        fast_step_fraction=1.25,                      # 'fast' (Wong et al. 2020): one step of 1.25 eps
+        eps_scale=1.0, bn="train", clean_weight=0.0))  # bn: BatchNorm mode the attack sees ('train' | 'eval')
 
     # Models trained by the 'train' stage, each in workdir/runs/<name> (see `run`).
     c.runs = ml_collections.ConfigDict({"av": run("av"), "audio": run("audio"), "visual": run("visual")})
@@ -142,6 +150,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval.max_examples = 0            # 0: the whole test split
     c.eval.models = ""                 # more model dirs to evaluate: 'name=DIR,name2=DIR2' or JSON {"name": "DIR"}
     c.eval.runs = ()                   # evaluate only these runs (() = every trained run)
+    # results.md's positive control (adversarially trained rows): it holds when an AT row gains >= control_gain
+    # points over the baseline in its own setting under every attack, losing <= control_clean_cost clean points
+    c.eval.control_gain = 10.0
+    c.eval.control_clean_cost = 15.0
     c.eval.study = "corrected"         # named in results.md: 'corrected' (avjax's attacks) | 'paper' (protocol=paper)
     # 'table': the paper's FGSM / PGD / MIM table (eval.methods); 'standard' adds the standard protocol
     # (APGD-CE, APGD-T, Square, adaptive attacks on defenses, worst case per example, gradient-masking
@@ -171,13 +183,14 @@ def base_config() -> ml_collections.ConfigDict:
     return c
 
 
-def run(modality="av", defense="", *, label="", init_from="", memory_from="", fusion=""):
+def run(modality="av", defense="", *, label="", init_from="", memory_from="", fusion="", adversarial=""):
     """One trained model: its modality, training defense (''/'none', 'minsim', 'maxsim', 'pcl'),
     the run whose *latest* weights initialise it (`init_from`), the run whose features build its
-    external memory (`memory_from`; the run is then fine-tuned with the memory), and its fusion
-    ('' = config.model.fusion). `label` names its table row."""
+    external memory (`memory_from`; the run is then fine-tuned with the memory), its fusion
+    ('' = config.model.fusion) and the threat it is adversarially trained against ('', 'A', 'V', 'AV';
+    config.train.adversarial). `label` names its table row."""
     return ml_collections.ConfigDict(dict(modality=modality, defense=defense, label=label, init_from=init_from,
-                                          memory_from=memory_from, fusion=fusion))
+                                          memory_from=memory_from, fusion=fusion, adversarial=adversarial))
 
 
 # The five fusions of the paper (appendix A.4), in its table's order, with their row labels
@@ -193,7 +206,7 @@ def fusion_runs() -> dict:
     return runs
 
 
-DEFENSES = ("none", "minsim", "maxsim", "pcl", "exfmem", "minsim+exfmem", "all")
+DEFENSES = ("none", "minsim", "maxsim", "pcl", "exfmem", "minsim+exfmem", "at", "all")
 
 
 def defense_runs() -> dict:
@@ -208,6 +221,16 @@ def defense_runs() -> dict:
         "exfmem": run("av", label="ExFMem", init_from="av", memory_from="av"),
         "minsim_exfmem": run("av", "minsim", label="MinSim+ExFMem", init_from="minsim", memory_from="minsim"),
     }
+
+
+# Adversarial training per threat model (beyond the paper): the positive control of the defense table, a defense
+# known to work, so that a weak defense can be told from a weak evaluation.
+AT_LABELS = {"A": "AT (A)", "V": "AT (V)", "AV": "AT (AV)"}
+
+
+def adversarial_runs() -> dict:
+    """`defense=at`: one AV run adversarially trained per threat model (name -> run), in table order."""
+    return {f"at_{threat.lower()}": run("av", label=label, adversarial=threat) for threat, label in AT_LABELS.items()}
 
 
 def apply_common_variants(c, variants):
@@ -241,11 +264,15 @@ def apply_common_variants(c, variants):
     name = variants.get("defense", "none")
     if name not in DEFENSES:
         raise ConfigError(f"unknown defense {name!r}; choose one of {DEFENSES}")
-    rows = defense_runs()
+    rows = {**defense_runs(), **adversarial_runs()}
+    at = list(adversarial_runs())
     wanted = {"none": [], "minsim": ["minsim"], "maxsim": ["maxsim"], "pcl": ["pcl"], "exfmem": ["exfmem"],
-              "minsim+exfmem": ["minsim", "minsim_exfmem"], "all": list(rows)}[name]
+              "minsim+exfmem": ["minsim", "minsim_exfmem"], "at": ["av", *at], "all": list(rows)}[name]
     for key in wanted:
         c.runs[key] = rows[key]
+    if name == "at":  # None and the three AT rows only: the positive control on its own
+        c.runs = ml_collections.ConfigDict({key: rows[key] for key in ("av", *at)})
+        c.rows = ("av", *at)
     if name == "all":
         c.rows = tuple(rows)
         c.eval.defended_loss = "ce+cos"  # the released defense evaluation: CE + cos on defended models

@@ -49,7 +49,7 @@ class ProtocolSpec:
     std: tuple
     eps_audio_only: float
     eps_visual_only: float
-    eps_joint: float
+    eps_joint: float | tuple  # one eps for both modalities, or (eps_visual, eps_audio)
     apgd_steps: int
     apgd_restarts: int
     target_classes: int
@@ -79,7 +79,9 @@ class ProtocolSpec:
         return tuple(i for i, name in enumerate(SETTINGS) if name in self.settings_run)
 
     def settings(self):
-        return ((0.0, self.eps_audio_only), (self.eps_visual_only, 0.0), (self.eps_joint, self.eps_joint))
+        """(eps_visual, eps_audio) of xA, xV, xAV; `eps_joint` is one eps for both or a (visual, audio) pair."""
+        joint = tuple(self.eps_joint) if isinstance(self.eps_joint, (tuple, list)) else (self.eps_joint,) * 2
+        return ((0.0, self.eps_audio_only), (self.eps_visual_only, 0.0), joint)
 
     def attack_list(self, has_memory: bool, has_transfer: bool) -> list[str]:
         fab = ["fab-t" if self.fab_targeted else "fab"] if self.fab else []
@@ -208,11 +210,22 @@ def evaluate_standard(fns, source, transform, spec: ProtocolSpec, *, batch_size,
     """-> {'n', 'clean', 'settings': {setting: {attack: acc, 'worst': acc}}, 'checklist': [...],
     'per_example': ...}: the standard protocol on `fns` over a test source. `progress` (a
     `ModelProgress`) keeps each (batch, setting, attack) result as it completes, for a restart."""
-    progress = progress or NoProgress()
     mesh = mesh or parallel.make_mesh()
-    fns = jax.device_put(fns, parallel.replicated(mesh))
+    batches = ((index, batch, mask) for index, batch, mask, _ in eval_batches(
+        source, transform, batch_size=batch_size, mesh=mesh, workers=workers, max_examples=max_examples,
+        desc=f"standard protocol {name}"))
+    return attack_batches(fns, batches, spec, mesh=mesh, root=jax.random.key(spec.seed), name=name,
+                          transfer_fns=transfer_fns, progress=progress)
+
+
+def attack_batches(fns, batches, spec: ProtocolSpec, *, mesh, root, name="model", transfer_fns=None, progress=None):
+    """The protocol over `batches`, an iterable of (index, global batch, mask (B,) bool): every attack of
+    `spec.attack_list` and the checklist's per setting, each (batch, setting, attack) with its own key from
+    `root`; -> `summarize`'s dict. The source-driven and the array-level entry points both run it."""
+    progress = progress or NoProgress()
+    fns = jax.device_put(attacks.core.as_model_fns(fns), parallel.replicated(mesh))
     if transfer_fns is not None:
-        transfer_fns = jax.device_put(transfer_fns, parallel.replicated(mesh))
+        transfer_fns = jax.device_put(attacks.core.as_model_fns(transfer_fns), parallel.replicated(mesh))
     has_memory = getattr(getattr(fns, "module", None), "memory", None) is not None
     names = spec.attack_list(has_memory, transfer_fns is not None)
     run = jax.jit(attack_once, static_argnames=("spec", "kind", "setting"))
@@ -222,7 +235,6 @@ def evaluate_standard(fns, source, transform, spec: ProtocolSpec, *, batch_size,
     if spec.checklist:
         per.update({(s, "zero_gradient"): [] for s in spec.setting_indices()})
     masks = []
-    root = jax.random.key(spec.seed)
 
     def stored_or(part, index, compute):
         arrays = progress.get(part, index)
@@ -231,8 +243,7 @@ def evaluate_standard(fns, source, transform, spec: ProtocolSpec, *, batch_size,
             progress.put(part, index, arrays)
         return arrays["correct"]
 
-    for index, batch, mask, _ in eval_batches(source, transform, batch_size=batch_size, mesh=mesh, workers=workers,
-                                              max_examples=max_examples, desc=f"standard protocol {name}"):
+    for index, batch, mask in batches:
         masks.append(mask)
         per["clean"].append(stored_or("clean", index,
                                       lambda: clean_fn(fns, batch["image"], batch["audio"], batch["label"])))
@@ -253,6 +264,8 @@ def evaluate_standard(fns, source, transform, spec: ProtocolSpec, *, batch_size,
                 timings[f"{SETTINGS[s]}/{a}"] = time.perf_counter() - t0
         log.info("standard protocol %s: batch %d, %s", name, index + 1,
                  ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
+    if not masks:
+        raise ValueError(f"{name}: no examples to evaluate")
     mask = np.concatenate(masks)
     correct = {k: np.concatenate(v)[mask] for k, v in per.items()}
     if any(np.any(v == NON_FINITE) for v in correct.values()):
@@ -309,12 +322,20 @@ def _checks(setting, row, spec, has_transfer, covers_all) -> list[dict]:
     if has_transfer:
         checks.append(("transfer", row["white_box"] <= row["transfer"] + tol,
                        f"white-box {row['white_box']:.2f} vs transfer from the baseline {row['transfer']:.2f}"))
+    else:
+        checks.append(("transfer", None, "not run: no baseline (undefended) model to transfer from"))
     if "zero_gradient" in row:
         checks.append(("zero_gradient", row["zero_gradient"] == 0,
                        f"{row['zero_gradient']:.2f} % of the examples have an all-zero input gradient in the attacked "
                        "modality"))
-    return [{"setting": setting, "check": name, "passed": bool(ok), "detail": detail}
+    return [{"setting": setting, "check": name, "passed": None if ok is None else bool(ok),
+             "status": "not run" if ok is None else "passed" if ok else "failed", "detail": detail}
             for name, ok, detail in checks]
+
+
+def failed_checks(checklist) -> list[dict]:
+    """The checks that ran and failed (a check that could not run is neither passed nor failed)."""
+    return [c for c in checklist if c["passed"] is False]
 
 
 def leaderboard_entry(name, res, spec: ProtocolSpec, *, data, versions, model_config) -> dict:
@@ -346,8 +367,11 @@ def markdown(results: dict, spec: ProtocolSpec) -> str:
              "|---|---|" + "---|" * len(spec.settings_run) + "---|---|"]
     for name, res in results.items():
         st = res["standard"]
-        failed = [c for c in st["checklist"] if not c["passed"]]
+        failed = failed_checks(st["checklist"])
         flag = "⚠ " + ", ".join(sorted({f"{c['check']} ({c['setting']})" for c in failed})) if failed else "passed"
+        not_run = sorted({c["check"] for c in st["checklist"] if c["passed"] is None})
+        if not_run:
+            flag += f" ({', '.join(not_run)} not run)"
         if not spec.checklist:
             flag = "not run"
         lines.append(f"| {res.get('label') or name} | {st['clean']:.2f} | "
@@ -360,17 +384,20 @@ def markdown(results: dict, spec: ProtocolSpec) -> str:
                   "|---|" + "---|" * len(spec.settings_run)]
         for a in st["attacks"] + ["white_box", "worst"]:
             lines.append(f"| {a} | " + " | ".join(f"{st['settings'][s][a]:.2f}" for s in spec.settings_run) + " |")
-        failed = [c for c in st["checklist"] if not c["passed"]]
+        failed = failed_checks(st["checklist"])
         for c in failed:
             lines.append(f"\n**⚠ gradient-masking check failed: {c['check']} ({c['setting']})**: {c['detail']}")
         if st["checklist"] and not failed:
-            lines.append("\nGradient-masking checklist: every check passed.")
+            lines.append("\nGradient-masking checklist: every check that ran passed.")
+        for c in st["checklist"]:
+            if c["passed"] is None:
+                lines.append(f"\n{c['check']} ({c['setting']}): {c['detail']}.")
     return "\n".join(lines) + "\n"
 
 
 def print_checklist(name, res):
     """The checklist, logged beside the evaluation of a model (failures as warnings)."""
     for c in res["checklist"]:
-        level = logging.INFO if c["passed"] else logging.WARNING
+        level = logging.WARNING if c["passed"] is False else logging.INFO
         log.log(level, "%s: gradient-masking check %s %s (%s): %s", name, c["check"],
-                "passed" if c["passed"] else "FAILED", c["setting"], c["detail"])
+                c["status"].upper() if c["passed"] is False else c["status"], c["setting"], c["detail"])

@@ -56,6 +56,7 @@ def label(name, res) -> str:
 def markdown(results: dict, spec, baseline: str, title: str) -> str:
     lines = [f"# {title}", "", header(results, spec, baseline), ""]
     lines += clean_and_method_tables(results, spec, baseline)
+    lines += positive_control(results, spec, baseline)
     lines += fusion_table(results, spec)
     sweeps = {n: r["sweep"] for n, r in results.items() if "sweep" in r}
     lines += sweep_table(sweeps, {n: label(n, r) for n, r in results.items()},
@@ -106,6 +107,37 @@ def clean_and_method_tables(results: dict, spec, baseline: str) -> list[str]:
             share = f"{s['joint_only_share']:.1f} % of {s['joint_successes']}" if s["joint_successes"] else "-"
             lines.append(f"| {label(name, res)} | {s['clean']:.2f} | {s['xA']:.2f} | {s['xV']:.2f} | {s['xAV']:.2f} "
                          f"| {s['avg']:.2f} | {ri:.2f} | {share} |")
+    return lines
+
+
+AT_SETTINGS = {"at_a": "xA", "at_v": "xV", "at_av": "xAV"}
+
+
+def positive_control(results: dict, spec, baseline: str) -> list[str]:
+    """The adversarially trained rows (beyond the paper) against the baseline, in the setting each was trained
+    for: a defense known to work, so an evaluation that finds no gain there is itself in doubt. A row holds when
+    it gains at least `spec.control_gain` points under every attack at a clean cost of at most
+    `spec.control_clean_cost` points."""
+    base = results.get(baseline)
+    rows = {n: r for n, r in results.items() if r.get("defense") in AT_SETTINGS}
+    if base is None or not rows or not spec.methods:
+        return []
+    gain, cost = spec.control_gain, spec.control_clean_cost
+    lines = ["", "## Positive control: adversarial training (beyond the paper)", "",
+             f"PGD adversarial training (Madry et al. 2018) against one setting's threat, compared with "
+             f"{label(baseline, base)} in that setting. Holds (✓) when the row gains >= {gain:g} points under every "
+             f"attack and loses <= {cost:g} points of clean accuracy; where it does not, either the training or the "
+             "evaluation is too weak to show a robustness known to exist.", "",
+             "| model | setting | clean (Δ) | " + " | ".join(f"{m.upper()} (Δ)" for m in spec.methods)
+             + " | holds |", "|---|---|---|" + "---|" * len(spec.methods) + "---|"]
+    for name, res in rows.items():
+        setting = AT_SETTINGS[res["defense"]]
+        d_clean = res["clean"] - base["clean"]
+        deltas = [res["methods"][m][setting] - base["methods"][m][setting] for m in spec.methods]
+        ok = all(d >= gain for d in deltas) and d_clean >= -cost
+        cells = [f"{res['methods'][m][setting]:.2f} ({d:+.2f})" for m, d in zip(spec.methods, deltas)]
+        lines.append(f"| {label(name, res)} | ✗{setting[1:]} | {res['clean']:.2f} ({d_clean:+.2f}) | "
+                     + " | ".join(cells) + f" | {'✓' if ok else '✗'} |")
     return lines
 
 

@@ -52,6 +52,8 @@ class EvalSpec:
     sweep_method: str
     sweep_max_examples: int
     study: str                 # 'corrected' | 'paper': named in results.md
+    control_gain: float        # results.md's positive control: the points an AT row must gain in its setting
+    control_clean_cost: float  # ... at a clean cost of at most this many points
 
     @classmethod
     def from_config(cls, eval_cfg, **overrides):

@@ -31,6 +31,7 @@ from avjax.data import pipeline
 from avjax.data.sources import first_example
 from avjax.errors import ConfigError
 from avjax.models import build
+from avjax.train import adversarial
 from avjax.train.optimizer import make_optimizer
 from avjax.train.state import init_state
 from avjax.train.steps import make_steps
@@ -94,8 +95,12 @@ _NOT_TRAJECTORY = ("log_every_steps", "checkpoint_every_steps", "checkpoint_min_
 
 def _trajectory_fields(train_cfg: dict) -> dict:
     """The training config (as a dict) without the fields that do not change the trajectory (`min_steps` acts
-    through the epochs and decays it sets, which are hashed; left out, workdirs of earlier configs resume)."""
-    return {k: v for k, v in train_cfg.items() if k not in _NOT_TRAJECTORY + ("min_steps",)}
+    through the epochs and decays it sets, which are hashed; left out, workdirs of earlier configs resume; so is
+    `adversarial` when it attacks nothing)."""
+    dropped = _NOT_TRAJECTORY + ("min_steps",)
+    if not (train_cfg.get("adversarial") or {}).get("threat"):
+        dropped += ("adversarial",)
+    return {k: v for k, v in train_cfg.items() if k not in dropped}
 
 
 def _all_finite(tree) -> bool:
@@ -139,7 +144,10 @@ def step_programs(model, train_cfg, steps_per_epoch, mesh):
         if len(_STEP_PROGRAMS) >= _STEP_PROGRAMS_KEPT:
             _STEP_PROGRAMS.clear()
         optimizer = make_optimizer(train_cfg, steps_per_epoch)
-        train_step, eval_step = make_steps(model, optimizer, train_cfg.defense)
+        adversarial_cfg = train_cfg.get("adversarial")
+        if adversarial_cfg is not None:
+            adversarial.check(adversarial_cfg)
+        train_step, eval_step = make_steps(model, optimizer, train_cfg.defense, adversarial_cfg)
         rep, dat = parallel.replicated(mesh), parallel.data_sharded(mesh)
         _STEP_PROGRAMS[key] = (
             optimizer,

@@ -5,22 +5,37 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from avjax.train import adversarial
 from avjax.train.losses import objective
 
 
-def train_step(state, batch, key, *, model, optimizer, defense_cfg):
+def train_step(state, batch, key, *, model, optimizer, defense_cfg, adversarial_cfg=None):
     """-> (new state, metrics). Train-mode BatchNorm; one global-batch loss (data parallel by jit).
 
+    With an `adversarial_cfg` threat (config.train.adversarial, avjax.train.adversarial) the loss is taken on the
+    batch attacked by PGD from a random start drawn from `key` (plus `clean_weight` x the clean loss).
     Compute precision is the model's (`config.model.dtype`, e.g. 'bfloat16' on accelerators);
     parameters, BatchNorm statistics and the loss stay in float32.
     """
-    del key  # the models are deterministic in training; kept for dropout-like extensions
+    inputs = batch
+    robust = adversarial_cfg is not None and bool(adversarial_cfg["threat"])
+    if robust:
+        image, audio = adversarial.adversarial_inputs(model, state.variables(), batch, key, adversarial_cfg)
+        inputs = dict(batch, image=image, audio=audio)
 
     def loss_fn(trainable):
         variables = dict(state.variables(), params=trainable["params"])
-        (logits, out), updates = model.apply(variables, batch["image"], batch["audio"], train=True,
+        (logits, out), updates = model.apply(variables, inputs["image"], inputs["audio"], train=True,
                                              mutable=["batch_stats"])
         loss, metrics = objective(logits, out, batch["label"], defense_cfg, trainable["pcl"])
+        if robust and adversarial_cfg["clean_weight"]:
+            w = adversarial_cfg["clean_weight"]
+            (clean_logits, clean_out), _ = model.apply(variables, batch["image"], batch["audio"], train=True,
+                                                       mutable=["batch_stats"])
+            clean_loss, clean_metrics = objective(clean_logits, clean_out, batch["label"], defense_cfg,
+                                                  trainable["pcl"])
+            loss = (1.0 - w) * loss + w * clean_loss
+            metrics = dict(metrics, loss=loss, clean_accuracy=clean_metrics["accuracy"])
         return loss, (metrics, updates["batch_stats"])
 
     trainable = state.trainable()
@@ -40,6 +55,7 @@ def eval_step(state, batch, *, model, defense_cfg):
     return {"correct": metrics["accuracy"] * n, "loss_sum": metrics["loss"] * n, "count": n}
 
 
-def make_steps(model, optimizer, defense_cfg):
-    return (functools.partial(train_step, model=model, optimizer=optimizer, defense_cfg=defense_cfg),
+def make_steps(model, optimizer, defense_cfg, adversarial_cfg=None):
+    return (functools.partial(train_step, model=model, optimizer=optimizer, defense_cfg=defense_cfg,
+                              adversarial_cfg=adversarial_cfg),
             functools.partial(eval_step, model=model, defense_cfg=defense_cfg))

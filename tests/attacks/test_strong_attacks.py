@@ -210,7 +210,7 @@ def test_masked_gradients_fool_white_box_not_square_and_the_checklist_flags_it()
     assert xav["apgd-ce"] == 100 and xav["apgd-t"] == 100      # white-box attacks fail ...
     assert xav["square"] <= 50                                    # ... the score-based one does not
     assert xav["worst"] <= xav["square"]
-    flagged = {(c["setting"], c["check"]) for c in res["checklist"] if not c["passed"]}
+    flagged = {(c["setting"], c["check"]) for c in protocol.failed_checks(res["checklist"])}
     assert ("xAV", "black_box") in flagged and ("xAV", "zero_gradient") in flagged
     assert xav["zero_gradient"] == 100
 
@@ -226,7 +226,8 @@ def test_zero_gradient_check_fires_in_the_setting_of_the_masked_modality_only():
     assert not any(np.asarray(protocol.zero_gradient(fns, batch, setting=i)).any() for i in range(3))
     checks = protocol._checks("xA", {"apgd-ce": 50.0, "apgd-ce/more_steps": 50.0, "white_box": 50.0, "square": 60.0,
                                      "zero_gradient": 100.0}, _spec(), False, False)
-    assert [c["check"] for c in checks if not c["passed"]] == ["zero_gradient"]
+    assert [c["check"] for c in protocol.failed_checks(checks)] == ["zero_gradient"]
+    assert [c["check"] for c in checks if c["passed"] is None] == ["transfer"]   # no baseline: not run
 
 
 def _mlp(seed=0, dims=(6, 6, 3), length=64, classes=5):
@@ -256,7 +257,8 @@ def test_worst_case_is_never_better_than_any_member():
             assert row["worst"] <= row[name], name
     assert row["white_box"] <= min(row["apgd-ce"], row["apgd-t"])
     assert row["worst"] < res["clean"]                       # the attacks do something on this model
-    assert {c["check"] for c in res["checklist"]} == {"more_steps", "large_eps", "black_box", "zero_gradient"}
+    assert {c["check"] for c in res["checklist"]} == {"more_steps", "large_eps", "black_box", "zero_gradient",
+                                                      "transfer"}
     assert all(c["passed"] for c in res["checklist"] if c["check"] == "zero_gradient")
 
 

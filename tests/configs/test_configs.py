@@ -23,7 +23,8 @@ CONFIGS = tuple(sorted(os.path.splitext(os.path.basename(p))[0]
 VARIANTS = ([""] + [f"fusion={f}" for f in FUSIONS] + [f"modality={m}" for m in ("av", "audio", "visual")]
             + [f"defense={d}" for d in DEFENSES])
 PAPER_ONLY = ["recipe=appendix", "recipe=code", "protocol=paper"]
-MEMORY_DEFENSES = ["defense=exfmem", "defense=minsim+exfmem", "defense=all"]  # need trained runs: load only
+# need trained runs, or train adversarially (tests/train/test_adversarial.py): load only
+MEMORY_DEFENSES = ["defense=exfmem", "defense=minsim+exfmem", "defense=all", "defense=at"]
 
 
 def load(name, arg):

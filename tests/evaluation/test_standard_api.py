@@ -1,0 +1,98 @@
+"""`run_standard_evaluation` on arrays: the report's shape and invariants, a check that cannot run reported as not
+run, a masked modality flagged in its own setting and never more robust than the same model unmasked, and clear
+errors for inputs that do not fit."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from avjax.evaluation import run_standard_evaluation
+
+B, DIMS, LENGTH, CLASSES = 8, (6, 6, 3), 64, 5
+FAST = dict(apgd_steps=5, square_queries=300, target_classes=2, large_eps_factor=4.0, adaptive=())
+
+
+def _model(seed=0):
+    """A small nonlinear AV model that reads both inputs (cheap to compile)."""
+    k = jax.random.split(jax.random.key(seed), 4)
+    w1 = jax.random.normal(k[0], (int(np.prod(DIMS)) + LENGTH, 32)) * 0.5
+    w2 = jax.random.normal(k[1], (32, CLASSES))
+
+    def logits_fn(image, audio):
+        x = jnp.concatenate([image.reshape(image.shape[0], -1) - 0.5, audio], -1)
+        return jnp.tanh(x @ w1) @ w2
+
+    image = np.asarray(jax.random.uniform(k[2], (B,) + DIMS))
+    audio = np.asarray(jax.random.uniform(k[3], (B, LENGTH), minval=-0.5, maxval=0.5))
+    return logits_fn, image, audio, np.asarray(logits_fn(image, audio).argmax(-1))
+
+
+@pytest.fixture(scope="module")
+def model():
+    return _model()
+
+
+def test_the_report_has_every_setting_with_its_worst_case_checks_and_flags(model):
+    logits_fn, image, audio, label = model
+    report = run_standard_evaluation(logits_fn, image, audio, label, eps_visual=0.03, eps_audio=0.05,
+                                     key=jax.random.key(0), batch_size=5, **FAST)   # 8 examples: a padded batch
+    assert report["n"] == B and report["clean_accuracy"] == 100.0
+    assert set(report["settings"]) == {"xA", "xV", "xAV"}
+    for setting, row in report["settings"].items():
+        per = row["per_attack"]
+        assert {"apgd-ce", "apgd-t", "fab-t", "square", "apgd-ce/more_steps", "large_eps"} <= set(per)
+        assert row["robust_accuracy"] <= min(v for k, v in per.items() if k not in ("large_eps", "zero_gradient"))
+        transfer = [c for c in row["checks"] if c["check"] == "transfer"]
+        assert transfer[0]["passed"] is None and transfer[0]["status"] == "not run"   # no baseline: not passed
+        assert "transfer" not in row["flags"]
+        assert row["flags"] == [c["check"] for c in row["checks"] if c["passed"] is False]
+    assert report["settings"]["xAV"]["robust_accuracy"] < 100.0          # the attacks do something here
+    assert report["attacks"]["apgd-ce"]["steps"] == 5
+
+
+def test_with_a_baseline_the_transfer_check_runs(model):
+    logits_fn, image, audio, label = model
+    report = run_standard_evaluation(logits_fn, image, audio, label, eps_visual=0.03, eps_audio=0.05,
+                                     key=jax.random.key(0), settings=("xAV",), baseline=_model(seed=1)[0], **FAST)
+    assert set(report["settings"]) == {"xAV"}
+    transfer = [c for c in report["settings"]["xAV"]["checks"] if c["check"] == "transfer"][0]
+    assert transfer["passed"] in (True, False) and "transfer" in report["settings"]["xAV"]["per_attack"]
+
+
+@pytest.mark.parametrize("masked_input", ["audio", "visual"])
+def test_a_modality_read_through_stop_gradient_is_flagged_and_not_more_robust(model, masked_input):
+    """The same outputs with zero input gradient in one modality: in that modality's setting the masked model must
+    not come out more robust than the unmasked one (Square and the other checks' attacks count), and it is
+    flagged there."""
+    logits_fn, image, audio, label = model
+    if masked_input == "audio":
+        masked = lambda img, aud: logits_fn(img, jax.lax.stop_gradient(aud))  # noqa: E731
+        setting, kw = "xA", dict(eps_visual=0.03, eps_audio=0.1)
+    else:
+        masked = lambda img, aud: logits_fn(jax.lax.stop_gradient(img), aud)  # noqa: E731
+        setting, kw = "xV", dict(eps_visual=0.1, eps_audio=0.05)
+    common = dict(key=jax.random.key(1), settings=(setting,), **kw, **FAST)
+    plain = run_standard_evaluation(logits_fn, image, audio, label, **common)["settings"][setting]
+    hidden = run_standard_evaluation(masked, image, audio, label, **common)["settings"][setting]
+    assert hidden["robust_accuracy"] <= plain["robust_accuracy"] + 100.0 / B   # one example of tolerance
+    assert "zero_gradient" in hidden["flags"] and "zero_gradient" not in plain["flags"]
+
+
+@pytest.mark.parametrize("change,message", [
+    (dict(image_scale=255.0), "image: values must be finite and lie in"),
+    (dict(audio_scale=4.0), "audio: values must be finite and lie in"),
+    (dict(label_shift=CLASSES), "outside the 5 classes"),
+    (dict(eps_visual=4.0), "covers the whole pixel range"),
+    (dict(eps_audio=0.0), "xA attacks with eps_audio=0"),
+    (dict(units="imagenet"), "units='imagenet'"),
+    (dict(nan=True), "non-finite logits"),
+    (dict(settings=("xB",)), "settings=")])
+def test_inputs_that_do_not_fit_are_clear_errors(model, change, message):
+    logits_fn, image, audio, label = model
+    fn = (lambda img, aud: logits_fn(img, aud) * jnp.nan) if change.pop("nan", False) else logits_fn
+    image = image * change.pop("image_scale", 1.0)
+    audio = audio * change.pop("audio_scale", 1.0)
+    label = label + change.pop("label_shift", 0)
+    kw = dict(eps_visual=0.03, eps_audio=0.05, key=jax.random.key(0), **FAST)
+    with pytest.raises(ValueError, match=message):
+        run_standard_evaluation(fn, image, audio, label, **{**kw, **change})
