@@ -12,7 +12,11 @@ Per setting of the threat model (xA, xV, xAV at the config's eps, in its units) 
 and counts as robust only if it survives all of them (its worst case). Beside every evaluation the
 gradient-masking checklist (Carlini et al. 2019) is run and each failing check is flagged:
   * `more_steps`: APGD-CE with twice the steps and one more restart does not raise the success,
-  * `large_eps`: at `large_eps_factor` times the eps the accuracy goes (almost) to 0,
+  * `large_eps`: where the setting attacks every input the model reads, at `large_eps_factor` times the eps the
+    accuracy goes (almost) to 0; where it leaves one standing (xA, xV on an AV model), APGD-CE with the attacked
+    input unbounded (its whole range) is at least as strong as the black-box `swap`: the attacked input replaced
+    by that of each of `swap_candidates` batch-mates of another class (worst case per example), which an
+    unbounded attacker can always reach, so the other modality's evidence is accounted for,
   * `black_box`: the white-box attacks succeed at least as often as Square,
   * `transfer`: ... and at least as often as APGD-CE adversarials made on the undefended baseline model,
   * `zero_gradient`: no example has an all-zero input gradient in an attacked modality the model reads (the
@@ -37,6 +41,7 @@ from avjax.evaluation.robustness import NON_FINITE, SETTING_MODALITIES, SETTINGS
 log = logging.getLogger(__name__)
 CHECKS = ("more_steps", "large_eps", "black_box", "transfer", "zero_gradient")
 WHITE_BOX = ("apgd-ce", "apgd-t", "fab", "fab-t")
+OUT_OF_BALL = ("large_eps", "swap")   # the checklist's attacks outside the threat model: not in the worst case
 HEADERS = {"xA": "✗A", "xV": "✗V", "xAV": "✗AV"}
 
 
@@ -63,6 +68,7 @@ class ProtocolSpec:
     tolerance: float
     seed: int
     settings_run: tuple       # which of xA, xV, xAV the protocol attacks
+    swap_candidates: int = 8  # batch-mates whose attacked input replaces an example's in the `swap` check
     fab: bool = True          # FAB-L-inf (apgd_steps steps) in the ensemble
     fab_targeted: bool = True  # as FAB-T over target_classes targets (AutoAttack's), else untargeted
 
@@ -89,7 +95,7 @@ class ProtocolSpec:
         if has_memory:
             names += [f"apgd-ce/{g}" for g in self.adaptive] + ["feature-collision"]
         if self.checklist:
-            names += ["apgd-ce/more_steps", "large_eps"] + (["transfer"] if has_transfer else [])
+            names += ["apgd-ce/more_steps", "large_eps", "swap"] + (["transfer"] if has_transfer else [])
         return names
 
     def parameters(self, name: str) -> dict:
@@ -108,7 +114,11 @@ class ProtocolSpec:
         if name == "apgd-ce/more_steps":
             return dict(apgd, loss="ce", steps=2 * self.apgd_steps, restarts=self.apgd_restarts + 1)
         if name == "large_eps":
-            return dict(apgd, loss="ce", eps_factor=self.large_eps_factor)
+            return dict(apgd, loss="ce", eps_factor=self.large_eps_factor,
+                        partial_settings="the attacked input unbounded (its whole range)")
+        if name == "swap":
+            return dict(candidates=self.swap_candidates, replacement="the attacked input of a batch-mate of another "
+                        "class (black-box, unbounded)")
         if name == "transfer":
             return dict(apgd, loss="ce", source="the baseline (undefended) model", point="highest_loss")
         if name.startswith("apgd-ce/"):
@@ -125,12 +135,43 @@ def _with_memory_gradient(fns, gradient):
                             fns.variables)
 
 
-def program_of(name: str, spec: ProtocolSpec, setting: int):
+def program_of(name: str, spec: ProtocolSpec, setting: int, covers_all: bool = True):
     """-> (kind, eps scale): the compiled attack program behind protocol attack `name` (the
-    large-eps check reuses APGD-CE's program with its eps scaled, eps being an argument)."""
+    large-eps check reuses APGD-CE's program with its eps scaled, eps being an argument: by `large_eps_factor`
+    where the setting attacks every input the model reads (`covers_all`), else to the attacked input's whole
+    range)."""
     if name == "large_eps":
-        return "apgd-ce", spec.large_eps_factor
+        if covers_all:
+            return "apgd-ce", spec.large_eps_factor
+        eps_v, eps_a = spec.settings()[setting]
+        whole = max(1.0 / s for s in spec.std) if spec.units == "normalized" else 1.0  # [0, 1] in attack units
+        return "apgd-ce", (whole / eps_v if eps_v else 2.0 / eps_a)   # one modality attacked: one factor
     return name, 1.0
+
+
+def covers_all_inputs(fns, setting: int) -> bool:
+    """Whether setting `setting` attacks every input `fns` reads."""
+    on_v, on_a = SETTING_MODALITIES[SETTINGS[setting]]
+    return (on_v or not getattr(fns, "uses_visual", True)) and (on_a or not getattr(fns, "uses_audio", True))
+
+
+def swap_correct(fns, batch, *, setting: int, candidates: int):
+    """(B,) int8 correctness when the attacked input(s) of each example are replaced by those of its batch-mates
+    k = 1..`candidates` places on (of another class; same-class partners are skipped), worst case per example: a
+    black-box, unbounded attack that an unbounded white-box attack can always match."""
+    image, audio, label = batch["image"], batch["audio"], batch["label"]
+    on_v, on_a = SETTING_MODALITIES[SETTINGS[setting]]
+    correct = _correct(fns, image, audio, label)
+
+    def fooled_by(k):
+        other = jnp.roll(label, k)
+        img = jnp.roll(image, k, axis=0) if on_v else image
+        aud = jnp.roll(audio, k, axis=0) if on_a else audio
+        return (other != label) & (_correct(fns, img, aud, label) == 0)
+
+    ks = jnp.arange(1, max(min(candidates, label.shape[0] - 1), 0) + 1)
+    fooled = jax.lax.map(fooled_by, ks).any(0) if ks.size else jnp.zeros(label.shape, bool)
+    return jnp.where(correct == NON_FINITE, correct, jnp.where(fooled, 0, correct)).astype(jnp.int8)
 
 
 def attack_once(fns, batch, eps_visual, eps_audio, key, transfer_fns=None, *, spec: ProtocolSpec, kind: str,
@@ -150,6 +191,8 @@ def attack_once(fns, batch, eps_visual, eps_audio, key, transfer_fns=None, *, sp
         cfg = attacks.collision_config(steps=spec.apgd_steps, unroll=spec.unroll, **flags, **common)
         adv = attacks.run_feature_collision(fns, image, audio, label, eps_visual, eps_audio, cfg)
         return _correct(fns, *adv, label)
+    if kind == "swap":
+        return swap_correct(fns, batch, setting=setting, candidates=spec.swap_candidates)
     if kind == "square":
         cfg = attacks.square_config(queries=spec.square_queries, p_init=spec.square_p_init, **flags, **common)
         adv, _ = attacks.run_square(fns, image, audio, label, eps_visual, eps_audio, cfg, key)
@@ -255,7 +298,7 @@ def attack_batches(fns, batches, spec: ProtocolSpec, *, mesh, root, name="model"
             for a in names:
                 t0 = time.perf_counter()
                 key = attack_key(root, index, s, a)
-                kind, factor = program_of(a, spec, s)
+                kind, factor = program_of(a, spec, s, covers_all_inputs(fns, s))
                 eps_v, eps_a = (np.float32(e * factor) for e in spec.settings()[s])
                 per[(s, a)].append(stored_or(
                     f"{SETTINGS[s]}/{a}", index,
@@ -280,7 +323,7 @@ def summarize(correct: dict, names, spec: ProtocolSpec, uses=("visual", "audio")
     correctness; `uses`: the modalities the model reads (which settings attack all of its inputs)."""
     clean = correct["clean"].astype(bool)
     acc = lambda v: float(np.mean(v) * 100) if v.size else float("nan")  # noqa: E731
-    in_ball = [a for a in names if a != "large_eps"]
+    in_ball = [a for a in names if a not in OUT_OF_BALL]
     white = [a for a in names if a in WHITE_BOX or a == "feature-collision"
              or (a.startswith("apgd-ce/") and a != "apgd-ce/more_steps")]
     white = ["apgd-ce"] + [a for a in white if a != "apgd-ce"]
@@ -316,6 +359,10 @@ def _checks(setting, row, spec, has_transfer, covers_all) -> list[dict]:
         checks.append(("large_eps", row["large_eps"] <= spec.max_large_eps_accuracy,
                        f"accuracy {row['large_eps']:.2f} at {spec.large_eps_factor:g}x eps "
                        f"(must be <= {spec.max_large_eps_accuracy:g})"))
+    elif "swap" in row:
+        checks.append(("large_eps", row["large_eps"] <= row["swap"] + tol,
+                       f"accuracy {row['large_eps']:.2f} with the attacked input unbounded vs {row['swap']:.2f} with "
+                       "it replaced by a batch-mate's of another class"))
     checks += [
         ("black_box", row["white_box"] <= row["square"] + tol,
          f"white-box {row['white_box']:.2f} vs Square {row['square']:.2f}")]

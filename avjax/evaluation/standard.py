@@ -29,7 +29,7 @@ def run_standard_evaluation(logits_fn, image, audio, label, *, eps_visual, eps_a
                             settings=SETTINGS, baseline=None, apgd_steps=100, square_queries=5000,
                             target_classes=9, batch_size=64, apgd_restarts=1, square_p_init=0.8, fab=True,
                             fab_targeted=True, checklist=True, large_eps_factor=10.0, max_large_eps_accuracy=5.0,
-                            tolerance=1.0, adaptive=DEFAULT_ADAPTIVE, unroll=1, mean=IMAGENET_MEAN,
+                            tolerance=1.0, swap_candidates=8, adaptive=DEFAULT_ADAPTIVE, unroll=1, mean=IMAGENET_MEAN,
                             std=IMAGENET_STD, mesh=None) -> dict:
     """-> {'n', 'clean_accuracy', 'settings': {setting: {'clean_accuracy', 'robust_accuracy', 'per_attack',
     'checks', 'flags'}}, 'attacks': {name: parameters}, 'per_example': {...}}, accuracies in %: the worst case
@@ -50,7 +50,8 @@ def run_standard_evaluation(logits_fn, image, audio, label, *, eps_visual, eps_a
         apgd_steps=apgd_steps, apgd_restarts=apgd_restarts, target_classes=target_classes,
         square_queries=square_queries, square_p_init=square_p_init, adaptive=tuple(adaptive), unroll=unroll,
         checklist=checklist, large_eps_factor=large_eps_factor, max_large_eps_accuracy=max_large_eps_accuracy,
-        tolerance=tolerance, seed=0, settings_run=settings, fab=fab, fab_targeted=fab_targeted)
+        tolerance=tolerance, seed=0, settings_run=settings, swap_candidates=swap_candidates, fab=fab,
+        fab_targeted=fab_targeted)
     mesh = mesh or parallel.make_mesh()
     batch_size = min(batch_size, len(label))
     batch_size += -batch_size % mesh.devices.size     # divides over the devices

@@ -40,8 +40,10 @@ def test_the_report_has_every_setting_with_its_worst_case_checks_and_flags(model
     assert set(report["settings"]) == {"xA", "xV", "xAV"}
     for setting, row in report["settings"].items():
         per = row["per_attack"]
-        assert {"apgd-ce", "apgd-t", "fab-t", "square", "apgd-ce/more_steps", "large_eps"} <= set(per)
-        assert row["robust_accuracy"] <= min(v for k, v in per.items() if k not in ("large_eps", "zero_gradient"))
+        assert {"apgd-ce", "apgd-t", "fab-t", "square", "apgd-ce/more_steps", "large_eps", "swap"} <= set(per)
+        assert row["robust_accuracy"] <= min(v for k, v in per.items()
+                                             if k not in ("large_eps", "swap", "zero_gradient"))
+        assert "large_eps" in {c["check"] for c in row["checks"]}          # in every setting, xA and xV too
         transfer = [c for c in row["checks"] if c["check"] == "transfer"]
         assert transfer[0]["passed"] is None and transfer[0]["status"] == "not run"   # no baseline: not passed
         assert "transfer" not in row["flags"]
@@ -76,6 +78,9 @@ def test_a_modality_read_through_stop_gradient_is_flagged_and_not_more_robust(mo
     hidden = run_standard_evaluation(masked, image, audio, label, **common)["settings"][setting]
     assert hidden["robust_accuracy"] <= plain["robust_accuracy"] + 100.0 / B   # one example of tolerance
     assert "zero_gradient" in hidden["flags"] and "zero_gradient" not in plain["flags"]
+    # unbounded, the white-box attack cannot move the masked input: weaker than swapping in a batch-mate's
+    assert "large_eps" in hidden["flags"] and "large_eps" not in plain["flags"]
+    assert hidden["per_attack"]["swap"] < hidden["per_attack"]["large_eps"]
 
 
 @pytest.mark.parametrize("change,message", [
