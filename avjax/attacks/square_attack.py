@@ -6,7 +6,8 @@
 It starts from vertical stripes of +-eps on the frame (one sign per column and channel) and +-eps per
 sample on the waveform, then, one query per iteration, redraws the perturbation inside one random
 window of each attacked modality (a square of side s on the frame, +-eps per channel; a segment of the
-waveform, one sign) and keeps the change where it lowered the example's margin loss
+waveform, a +-eps square wave of random period and phase: `square_wave`) and keeps the change where it lowered
+the example's margin loss
 max_{i!=y} z_i - z_y. Window sizes follow the reference schedule: a fraction p of the frame's pixels (of
 the waveform's samples), p_init halved at 10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000 of 10000
 iterations (rescaled to the budget). Each example stops as soon as it is misclassified and never spends
@@ -49,6 +50,19 @@ def window_fraction(p_init, iteration, iterations):
     return p_init / (2.0 ** halvings)
 
 
+def square_wave(key, pos, octaves: int, dtype):
+    """(B, L) values in {-1, +1}: per example a square wave of half period 2^j samples (j uniform in 0..`octaves`),
+    random phase and sign, read at positions `pos` (B, L). A waveform window of one sign is a DC step, which a
+    waveform net (convolutions and BatchNorm, high-pass) barely hears; a square wave of random frequency spans
+    every octave and keeps every sample at a vertex of the L-inf ball, as Square's windows do."""
+    k_half, k_phase, k_sign = jax.random.split(key, 3)
+    batch = pos.shape[0]
+    half = jnp.left_shift(1, jax.random.randint(k_half, (batch, 1), 0, octaves + 1))
+    phase = jax.random.randint(k_phase, (batch, 1), 0, 2 ** octaves)
+    sign = jax.random.choice(k_sign, jnp.array([-1.0, 1.0], dtype), (batch, 1))
+    return sign * (1.0 - 2.0 * (((pos + phase) // half) % 2)).astype(dtype)
+
+
 def run_square(logits_fn, image, audio, label, eps_visual, eps_audio, cfg: SquareConfig, key):
     """The core (traceable): -> ((adv_image, adv_audio), queries used per example (B,) int32)."""
     fns = as_model_fns(logits_fn)
@@ -65,6 +79,7 @@ def run_square(logits_fn, image, audio, label, eps_visual, eps_audio, cfg: Squar
     _, height, width, channels = image.shape
     length = audio.shape[-1]
     iterations = cfg.queries - 1
+    octaves = max(int(length).bit_length() - 1, 0)   # half periods 1, 2, 4, ... <= length samples
 
     def candidate(delta_v, delta_a):
         pix, z = space.clamp(z0 + delta_v) if attack_v else (image, z0)
@@ -110,8 +125,8 @@ def run_square(logits_fn, image, audio, label, eps_visual, eps_audio, cfg: Squar
             start = jax.random.randint(k_pos_a, (batch,), 0, length - seg + 1)
             pos = jnp.arange(length)[None]
             inside = (pos >= start[:, None]) & (pos < (start + seg)[:, None])
-            values = eps_a * jax.random.choice(k_val_a, jnp.array([-1.0, 1.0], audio.dtype), (batch, 1))
-            new_a = jnp.where(inside, values, delta_a)
+            new_a = jnp.where(inside, eps_a * square_wave(k_val_a, pos - start[:, None], octaves, audio.dtype),
+                              delta_a)
         pix, new_v, aud, new_a = candidate(new_v, new_a)
         value = loss(pix, aud)
         active = (best > 0) & (queries < cfg.queries)       # not fooled yet, budget left

@@ -292,3 +292,38 @@ def test_every_protocol_attack_draws_its_own_random_start():
             for name in ("apgd-ce", "apgd-t", "apgd-ce/more_steps", "large_eps", "transfer", "square")}
     assert len({tuple(np.asarray(k).ravel()) for k in keys.values()}) == len(keys)
     np.testing.assert_array_equal(jax.random.key_data(protocol.attack_key(root, 0, 2, "apgd-ce")), keys["apgd-ce"])
+
+
+def test_square_is_effective_on_waveforms_a_high_pass_net_hears():
+    """A waveform net of zero-mean (high-pass) filters, as convolutions with BatchNorm are: a window of one sign is
+    a DC step it does not hear (Square then fooled none of these examples); square waves of random period do."""
+    k = jax.random.split(jax.random.key(0), 3)
+    kernel = jax.random.normal(k[0], (4, 1, 9)) / 3
+    kernel = kernel - kernel.mean(-1, keepdims=True)
+    w = jax.random.normal(k[1], (4, 5))
+
+    def audio_net(image, audio):
+        h = jax.lax.conv_general_dilated(audio[:, None, :], kernel, (1,), "SAME")
+        return jnp.mean(jax.nn.relu(h), -1) * 10 @ w
+
+    image = jnp.zeros((32, 4, 4, 3))
+    audio = jax.random.uniform(k[2], (32, 4096), minval=-0.3, maxval=0.3)
+    label = audio_net(image, audio).argmax(-1)
+    adv, _ = attacks.square(audio_net, image, audio, label, eps_visual=0.0, eps_audio=0.2, key=jax.random.key(1),
+                            queries=500)
+    _in_ball(*adv, image, audio, 0.0, 0.2, "pixel")
+    noise = jnp.clip(audio + 0.2 * jnp.sign(jax.random.normal(k[0], audio.shape)), -1, 1)
+    assert float(jnp.mean(audio_net(image, noise).argmax(-1) == label)) == 1.0   # random vertices do nothing
+    assert float(jnp.mean(audio_net(*adv).argmax(-1) == label)) <= 0.5
+
+
+def test_square_waves_span_the_octaves_at_the_ball_vertices():
+    from avjax.attacks.square_attack import square_wave
+    pos = jnp.broadcast_to(jnp.arange(64)[None], (256, 64))
+    wave = np.asarray(square_wave(jax.random.key(0), pos, 6, jnp.float32))
+    assert set(np.unique(wave)) == {-1.0, 1.0}
+    changes = [np.flatnonzero(np.diff(row) != 0) for row in wave]
+    runs = {int(np.diff(c).min()) for c in changes if c.size >= 2}
+    assert {1, 2, 4, 8} <= runs                 # half periods of every octave up to the window
+    longest = max(int(np.diff(np.concatenate([[-1], c, [63]])).max()) for c in changes)
+    assert longest >= 32                        # and long runs of one sign, as the windows had before
