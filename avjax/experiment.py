@@ -51,6 +51,9 @@ def run_config(config, name):
                 c.train.lr = type(c.train.lr)({k: ft.lr for k in c.train.lr})
         if run.get("adversarial"):
             c.train.adversarial.threat = run.adversarial
+            ft = config.train.adversarial.finetune
+            c.train.num_epochs = ft.num_epochs or c.train.num_epochs
+            c.train.lr_steps = tuple(ft.lr_steps) if ft.num_epochs else c.train.lr_steps
         adversarial_threat_model(c)
     return c
 

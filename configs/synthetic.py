@@ -78,8 +78,10 @@ def get_config(arg=None):
         c.embeddings.examples = 240     # how MinSim reshapes the embeddings (appendix Figs. 5/6)
         # the released defense evaluation: one eps for every setting
         config_base.defense_protocol(c, 0.02, variant="standard", batch_size=c.eval.batch_size)
-    if variants.get("defense") == "at":  # three adversarially trained models: 3 PGD steps of eps/2 each
+    if variants.get("defense") in ("at", "all"):  # three adversarially trained models: 3 PGD steps of eps/2 each,
+        # 5 epochs from the None model's weights
         c.train.adversarial.update(dict(steps=3, step_fraction=0.5))
+        c.train.adversarial.finetune.update(dict(num_epochs=5, lr_steps=(4,)))
     if variants.get("model") == "localization":  # a 4x4 map of the frame (64 px would give 2x2)
         c.data.synthetic.image_size = 128
     if variants.get("runlocal"):

@@ -119,7 +119,9 @@ def base_config() -> ml_collections.ConfigDict:
         threat="", method="pgd",                      # 'pgd': `steps` steps from a random start; 'fast': one step
         steps=7, step_fraction=0.25,                  # PGD step = eps * step_fraction
         fast_step_fraction=1.25,                      # 'fast' (Wong et al. 2020): one step of 1.25 eps
-        eps_scale=1.0, bn="train", clean_weight=0.0))  # bn: BatchNorm mode the attack sees ('train' | 'eval')
+        eps_scale=1.0, bn="train", clean_weight=0.0,  # bn: BatchNorm mode the attack sees ('train' | 'eval')
+        # the AT rows start from the None run's latest weights and train this schedule (0 / (): train's own)
+        finetune=ml_collections.ConfigDict(dict(num_epochs=0, lr_steps=()))))
 
     # Models trained by the 'train' stage, each in workdir/runs/<name> (see `run`).
     c.runs = ml_collections.ConfigDict({"av": run("av"), "audio": run("audio"), "visual": run("visual")})
@@ -231,7 +233,8 @@ AT_LABELS = {"A": "AT (A)", "V": "AT (V)", "AV": "AT (AV)"}
 
 def adversarial_runs() -> dict:
     """`defense=at`: one AV run adversarially trained per threat model (name -> run), in table order."""
-    return {f"at_{threat.lower()}": run("av", label=label, adversarial=threat) for threat, label in AT_LABELS.items()}
+    return {f"at_{threat.lower()}": run("av", label=label, adversarial=threat, init_from="av")
+            for threat, label in AT_LABELS.items()}
 
 
 def apply_common_variants(c, variants):
