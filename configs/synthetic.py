@@ -11,7 +11,8 @@ defense=<none|minsim|maxsim|pcl|exfmem|minsim+exfmem|at|all>, model=localization
 localization model at 128x128 frames: heat maps clean and attacked, pointing / cIoU / AUC on the objects'
 boxes), runlocal (a few steps, for smoke tests).
 `defense=all` trains every row of the appendix's defense table (None, Unimodal A/V, PCL, MaxSim,
-MinSim, ExFMem, MinSim+ExFMem) and evaluates them with the released defense protocol, then the positive control
+MinSim, ExFMem, MinSim+ExFMem) and evaluates them with one eps for every setting and the CE + cos attacker on the
+defended models, as the released defense evaluation (with avjax's corrected attacks and coder), then the positive control
 beyond the paper: `defense=at` trains None and one model adversarially trained per threat (AT (A), AT (V), AT (AV):
 PGD from a random start against that setting's eps), the rows a sound evaluation must find robust.
 """
@@ -76,7 +77,7 @@ def get_config(arg=None):
         c.eval.max_examples = 240
         c.eval.sweep_eps = ()
         c.embeddings.examples = 240     # how MinSim reshapes the embeddings (appendix Figs. 5/6)
-        # the released defense evaluation: one eps for every setting
+        # one eps for every setting, as the released defense evaluation
         config_base.defense_protocol(c, 0.02, variant="standard", batch_size=c.eval.batch_size)
     if variants.get("defense") in ("at", "all"):  # three adversarially trained models: 3 PGD steps of eps/2 each,
         # 5 epochs from the None model's weights

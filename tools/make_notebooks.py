@@ -208,7 +208,7 @@ else:
 workdir = os.path.join(WORK, "nb03_tiny" if TINY else "nb03")
 print("rows:", {name: run.label or name for name, run in config.runs.items()})'''),
  ("code", '''out = experiment.run(config, workdir)'''),
- ("md", "## The defense table (released protocol) and the standard protocol with its checklist"),
+ ("md", "## The defense table (one eps, the CE + cos attacker) and the standard protocol with its checklist"),
  ("code", '''from IPython.display import Markdown, display
 
 display(Markdown(open(os.path.join(workdir, "results.md")).read()))'''),

@@ -116,10 +116,14 @@ def base_config() -> ml_collections.ConfigDict:
     # 'A', 'V' or 'AV'; each attacked input trained at eps_scale x the evaluation's eps of that setting (eval.eps_*,
     # in eval.units), resolved into eps_visual / eps_audio by avjax.experiment.run_config.
     c.train.adversarial = ml_collections.ConfigDict(dict(
-        threat="", method="pgd",                      # 'pgd': `steps` steps from a random start; 'fast': one step
-        steps=7, step_fraction=0.25,                  # PGD step = eps * step_fraction
-        fast_step_fraction=1.25,                      # 'fast' (Wong et al. 2020): one step of 1.25 eps
-        eps_scale=1.0, bn="train", clean_weight=0.0,  # bn: BatchNorm mode the attack sees ('train' | 'eval')
+        threat="",                  # '' (off), 'A', 'V' or 'AV': the inputs attacked in training
+        method="pgd",               # 'pgd': `steps` steps from a random start; 'fast': one step (Wong et al. 2020)
+        steps=7,                    # PGD steps per training batch
+        step_fraction=0.25,         # PGD step = eps * step_fraction
+        fast_step_fraction=1.25,    # 'fast': its one step = eps * fast_step_fraction
+        eps_scale=1.0,              # training eps = eps_scale x the evaluation's eps of the threat's setting
+        bn="train",                 # BatchNorm as the attack sees the model: 'train' (batch statistics) | 'eval'
+        clean_weight=0.0,           # weight of the clean loss beside the adversarial one (0: Madry's objective)
         # the AT rows start from the None run's latest weights and train this schedule (0 / (): train's own)
         finetune=ml_collections.ConfigDict(dict(num_epochs=0, lr_steps=()))))
 
@@ -152,10 +156,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval.max_examples = 0            # 0: the whole test split
     c.eval.models = ""                 # more model dirs to evaluate: 'name=DIR,name2=DIR2' or JSON {"name": "DIR"}
     c.eval.runs = ()                   # evaluate only these runs (() = every trained run)
-    # results.md's positive control (adversarially trained rows): it holds when an AT row gains >= control_gain
-    # points over the baseline in its own setting under every attack, losing <= control_clean_cost clean points
-    c.eval.control_gain = 10.0
-    c.eval.control_clean_cost = 15.0
+    # results.md's positive control (the adversarially trained rows against the baseline, each in its own setting)
+    c.eval.control_gain = 10.0         # it holds when an AT row gains >= this many points under every attack ...
+    c.eval.control_clean_cost = 15.0   # ... losing <= this many points of clean accuracy
     c.eval.study = "corrected"         # named in results.md: 'corrected' (avjax's attacks) | 'paper' (protocol=paper)
     # 'table': the paper's FGSM / PGD / MIM table (eval.methods); 'standard' adds the standard protocol
     # (APGD-CE, APGD-T, Square, adaptive attacks on defenses, worst case per example, gradient-masking
@@ -295,6 +298,7 @@ def runlocal(c, batch_size):
     c.eval.steps = 2
     c.exfmem.size = batch_size
     c.exfmem.finetune.update(dict(num_epochs=1, lr_steps=(), batch_size=batch_size))
+    c.train.adversarial.finetune.update(dict(num_epochs=1, lr_steps=()))
     c.model.memory.max_iter = 50
     c.report.examples = 0      # smoke tests skip the HTML report and the embeddings
     c.embeddings.examples = 0  # (tests/evaluation/test_html_report.py builds both)

@@ -36,6 +36,15 @@ def attack_study(c, preset):
     c.eval.sweep_method = "pgd"
 
 
+def released_coder(c):
+    """The memory coder of the released defense scripts: ISTA from 0 with the dataset's hand-set steps, stopped on
+    the whole batch's code change (8e-4) or after 2001 iterations, differentiated through its iterations
+    (`memory.gradient='default'` is 'unrolled' for it). avjax's corrected coder (FISTA, step 1/L, per-example
+    stop, implicit gradient) stays the default everywhere else."""
+    c.model.memory.update(dict(solver="ista", variant="original", tol=-1.0, max_iter=2001))
+    c.model.memory.step_visual, c.model.memory.step_audio = c.exfmem.original_steps
+
+
 def paper_config(preset, variants, *, num_classes, epochs, lr_steps, batch_size, doc_recipe):
     config_base.check_variants(variants)
     c = config_base.base_config()
@@ -77,14 +86,19 @@ def paper_config(preset, variants, *, num_classes, epochs, lr_steps, batch_size,
     c.exfmem.size = recipe["size"]
     c.model.memory.blend = recipe["blend"]
     c.exfmem.finetune.update(recipe["finetune"])
-    c.exfmem.original_steps = recipe["ista_steps"]  # use with --config.model.memory.step_visual/step_audio
+    c.exfmem.original_steps = recipe["ista_steps"]  # the released ISTA steps (visual, audio): see released_coder
     if variants.get("protocol") == "paper":
         attack_study(c, preset)
+        released_coder(c)
     elif variants.get("protocol") not in (None, "corrected"):
         raise ValueError(f"unknown protocol {variants['protocol']!r}: 'corrected' (default) or 'paper'")
     config_base.apply_common_variants(c, variants)
-    if variants.get("defense") == "all":
+    if variants.get("defense", "none") != "none":
+        # every defense variant: the released defense evaluation (one eps, its MIM, its batch, the CE + cos
+        # attacker on defended models) and the released coder
         config_base.defense_protocol(c, 0.006, variant="original", batch_size=recipe["eval_batch"])
+        c.eval.defended_loss = "ce+cos"
+        released_coder(c)
     if variants.get("runlocal"):
         config_base.runlocal_media(c)
     return c

@@ -305,3 +305,19 @@ def test_protocol_paper_sets_every_choice_of_the_released_attack_study():
         load("synthetic", "protocol=paper")
     with pytest.raises(ValueError, match="unknown protocol"):
         load("ave", "protocol=mine")
+
+
+@pytest.mark.parametrize("name", ["ave", "music", "kinetics"])
+def test_paper_defense_variants_use_the_released_defense_protocol_and_coder(name):
+    from avjax.configs.paper import DEFENSE_RECIPES
+    for variant in ("defense=minsim", "defense=exfmem", "defense=all", "protocol=paper"):
+        config = load(name, variant)
+        memory = config.model.memory
+        steps = DEFENSE_RECIPES[config.data.preset]["ista_steps"]
+        assert (memory.solver, memory.variant, memory.max_iter) == ("ista", "original", 2001), variant
+        assert (memory.step_visual, memory.step_audio) == tuple(steps)
+        if variant.startswith("defense"):
+            assert config.eval.defended_loss == "ce+cos" and config.eval.variant == "original"
+            assert config.eval.eps_audio_only == config.eval.eps_visual_only == config.eval.eps_joint == 0.006
+    plain = load(name, None)   # avjax's own protocol keeps the corrected coder
+    assert (plain.model.memory.solver, plain.model.memory.variant) == ("fista", "standard")

@@ -19,7 +19,8 @@ from avjax.train.optimizer import make_optimizer
 from avjax.train.state import init_state
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-LABELS = ["None", "Unimodal A", "Unimodal V", "PCL", "MaxSim", "MinSim", "ExFMem", "MinSim+ExFMem"]
+LABELS = ["None", "Unimodal A", "Unimodal V", "PCL", "MaxSim", "MinSim", "ExFMem", "MinSim+ExFMem",
+          "AT (A)", "AT (V)", "AT (AV)"]   # the paper's rows, then the positive control beyond it
 
 
 def synthetic_config(arg):
@@ -104,6 +105,13 @@ def test_defense_all_renders_the_appendix_table(defense_table):
     assert {loss[k] for k in ("PCL", "MaxSim", "MinSim", "ExFMem", "MinSim+ExFMem")} == {"ce+cos"}
     eps = {(r["eps_visual"], r["eps_audio"]) for r in records if r["attack"] == "pgd"}
     assert eps == {(0.0, 0.02), (0.02, 0.0), (0.02, 0.02)}  # one eps for every setting
+    # the positive control: each AT row against None in the setting it was trained for, with a verdict
+    control = md.split("## Positive control")[1].split("##")[0]
+    lines = [line for line in control.splitlines() if line.startswith("| AT")]
+    assert [(line.split("|")[1].strip(), line.split("|")[2].strip()) for line in lines] == [
+        ("AT (A)", "✗A"), ("AT (V)", "✗V"), ("AT (AV)", "✗AV")]
+    assert all(line.rstrip(" |").endswith(("✓", "✗")) for line in lines)
+    assert {r["defense"] for r in records if r["label"].startswith("AT")} == {"at_a", "at_v", "at_av"}
 
 
 def test_memory_is_exported_with_the_model_and_never_trained(defense_table):

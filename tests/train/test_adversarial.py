@@ -109,6 +109,12 @@ def test_each_at_row_trains_against_the_setting_it_is_evaluated_in():
     config = load_config("configs/synthetic.py", "defense=at")
     assert tuple(config.rows) == ("av", "at_a", "at_v", "at_av")
     assert [config.runs[n].label for n in config.rows] == ["None", "AT (A)", "AT (V)", "AT (AV)"]
+    from avjax.experiment import training_order
+    assert training_order(config)[0] == "av"        # the AT rows fine-tune the None run's weights
+    ft = config.train.adversarial.finetune
+    assert run_config(config, "at_v").train.num_epochs == ft.num_epochs
+    assert tuple(run_config(config, "at_v").train.lr_steps) == tuple(ft.lr_steps)
+    assert run_config(config, "av").train.num_epochs == config.train.num_epochs
     ev = config.eval
     expect = {"at_a": (0.0, ev.eps_audio_only), "at_v": (ev.eps_visual_only, 0.0),
               "at_av": (ev.eps_joint, ev.eps_joint), "av": None}
