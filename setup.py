@@ -21,6 +21,7 @@ RUNTIME = [
     "pillow==13.0.0",
     "matplotlib==3.11.2",
     "scikit-learn==1.9.1",
+    "scipy==1.17.1",              # Clopper-Pearson and normal quantiles of the certificates (avjax.certify)
     "tqdm==4.70.1",
     "tensorboardX==2.6.5",
     "safetensors==0.8.0",

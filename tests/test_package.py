@@ -20,6 +20,7 @@ ALLOWED = {
     "porting": {"models", "model_dir"},
     "train": {"models", "data", "parallel", "checkpoint", "porting", "defenses", "attacks"},  # attacks: AT
     "evaluation": {"attacks", "data", "parallel", "configs", "models", "defenses"},
+    "certify": {"attacks", "parallel"},
 }
 
 
