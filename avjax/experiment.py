@@ -583,6 +583,8 @@ def write_seed_results(config, workdir, seeds, per_seed_results):
         if res.get("defense", "none") == "none" and res.get("architecture", "classifier") == "classifier":
             modalities.setdefault(res["modality"], name)
     found = seed_stats.findings(per_seed_results, modalities, methods, **agg)
+    found += seed_stats.defense_findings(per_seed_results, baseline, methods, control_gain=config.eval.control_gain,
+                                         clean_tolerance=config.eval.clean_tolerance, **agg)
     labels = {n: report.label(n, r) for n, r in first.items()}
     sweeps = seed_stats.mean_sweeps(per_seed_results)
     if summary:

@@ -162,6 +162,21 @@ def fusion_table(results: dict, spec) -> list[str]:
     return lines
 
 
+def defense_findings(results: dict, spec, baseline: str, config) -> str:
+    """The defense table's findings in a one-seed results.md (margins of this seed; intervals over the test
+    examples): see avjax.evaluation.seeds.defense_findings. '' without defended rows."""
+    from avjax.evaluation import seeds   # seeds builds on this module's tables
+    methods = [m for m in spec.methods if all(m in r.get("methods", {}) for r in results.values())]
+    agg = config.get("aggregate")
+    if agg is None or not methods or any("per_example" not in r["methods"][m] for r in results.values()
+                                         for m in methods):
+        return ""
+    found = seeds.defense_findings([results], baseline, methods, replicates=agg.bootstrap, confidence=agg.confidence,
+                                   seed=agg.seed, control_gain=spec.control_gain,
+                                   clean_tolerance=config.eval.clean_tolerance)
+    return "\n".join(seeds.findings_markdown(found, agg.confidence)) + ("\n" if found else "")
+
+
 def write(workdir, results, spec, config, baseline, title, standard=None):
     """results.json and results.md; with the standard protocol (`standard`, a ProtocolSpec) its
     section in results.md and leaderboard.json."""
@@ -176,6 +191,7 @@ def write(workdir, results, spec, config, baseline, title, standard=None):
                    "embeddings": {n: r["embeddings"]["metrics"] for n, r in results.items() if "embeddings" in r},
                    "config": json.loads(config.to_json())}, f, indent=1)
     text = markdown(results, spec, baseline, title)
+    text += defense_findings(results, spec, baseline, config)
     for name, res in located.items():
         text += "\n".join(localization.markdown(res, label(name, results[name]))) + "\n"
     embedded = embeddings.markdown(results, lambda name: label(name, results[name]))

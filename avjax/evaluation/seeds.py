@@ -131,6 +131,65 @@ def findings(per_seed_results: list[dict], modalities: dict, methods, *, replica
     return out
 
 
+# The paper's defense claims (appendix Tables 2/3), by the `defense` of the evaluated rows.
+DEFENSE_CLAIMS = (("minsim+exfmem", None), ("exfmem", None), ("minsim", "maxsim"))
+
+
+def defense_findings(per_seed_results: list[dict], baseline: str, methods, *, replicates: int, confidence: float,
+                     seed: int, clean_tolerance: float = 2.0, control_gain: float = 10.0) -> list[Finding]:
+    """The defense table's findings, seed by seed with paired intervals: per method, MinSim+ExFMem and ExFMem
+    have RI > 0 (better than the undefended `baseline`), MinSim's RI > MaxSim's; each defended row keeps its clean
+    accuracy within `clean_tolerance` points of the baseline; each adversarially trained row (the positive control)
+    beats the baseline by >= `control_gain` points in its own setting. RI per example is (clean_d - clean_b) +
+    mean over the settings of (x_d - x_b), so its mean is the table's RI. [] without defended rows."""
+    first = per_seed_results[0]
+    rows = {r.get("defense", "none"): n for n, r in first.items() if n != baseline and r.get("modality") == "av"}
+    if baseline not in first or not methods or not set(rows) - {"none"}:
+        return []
+    labels = {d: report.label(n, first[n]) for d, n in rows.items()}
+    base_label = report.label(baseline, first[baseline])
+    cells = {}
+
+    def get(name, method, cell):
+        if (name, method, cell) not in cells:
+            cells[name, method, cell] = per_example(per_seed_results, name, method, cell).astype(np.float64)
+        return cells[name, method, cell]
+
+    def ri(name, method):
+        return (get(name, method, "clean") - get(baseline, method, "clean")) + np.mean(
+            [get(name, method, s) - get(baseline, method, s) for s in SETTINGS], 0)
+
+    n = get(baseline, methods[0], "clean").shape[1]
+    draws = bootstrap_indices(len(per_seed_results), n, replicates=replicates, seed=seed)
+
+    def finding(claim, values):
+        return Finding(claim, tuple(float(x) for x in values.mean(1) * 100), interval(values, draws, confidence))
+
+    out = []
+    for method in methods:
+        for defense, other in DEFENSE_CLAIMS:
+            if defense not in rows or (other is not None and other not in rows):
+                continue
+            if other is None:
+                out.append(finding(f"{method.upper()}: {labels[defense]} RI > 0 (more robust than {base_label})",
+                                   ri(rows[defense], method)))
+            else:
+                out.append(finding(f"{method.upper()}: {labels[defense]} RI > {labels[other]} RI",
+                                   ri(rows[defense], method) - ri(rows[other], method)))
+        for defense, setting in (("at_a", "xA"), ("at_v", "xV"), ("at_av", "xAV")):
+            if defense in rows:
+                out.append(finding(f"{method.upper()}: {labels[defense]} beats {base_label} on ✗{setting[1:]} by "
+                                   f">= {control_gain:g} points (positive control)",
+                                   get(rows[defense], method, setting) - get(baseline, method, setting)
+                                   - control_gain / 100))
+    for defense, name in rows.items():
+        if defense != "none":
+            out.append(finding(f"{labels[defense]} keeps clean accuracy within {clean_tolerance:g} points of "
+                               f"{base_label}", get(name, methods[0], "clean") - get(baseline, methods[0], "clean")
+                               + clean_tolerance / 100))
+    return out
+
+
 def markdown(summary: dict, found: list[Finding], labels: dict, *, seeds, confidence: float, header: str,
              title: str, baseline: str, sweeps: dict) -> str:
     """results.md of a multi-seed run: the paper's tables with mean ± std [interval] cells."""
@@ -152,16 +211,22 @@ def markdown(summary: dict, found: list[Finding], labels: dict, *, seeds, confid
             ri = ((s["clean"].mean - base["clean"].mean) + (s["avg"].mean - base["avg"].mean)) if base else float("nan")
             lines.append(f"| {labels.get(name, name)} | " + " | ".join(s[c].text() for c in CELLS + ("avg",))
                          + f" | {ri:.2f} |")
-    if found:
-        lines += ["", "## Findings", "",
-                  f"Each claim checked in every seed (margin in accuracy points; the mean difference with its "
-                  f"{pct} paired bootstrap interval):", ""]
-        lines += [f"- {'✓' if f.holds else '✗'} {f.text()}" for f in found]
+    lines += findings_markdown(found, confidence)
     lines += report.sweep_table(sweeps, labels, lambda sw, setting: [
         f"{m:.1f} ± {s:.1f}" for m, s in zip(sw[setting], sw[setting + "_std"])], note=", mean ± std over seeds")
     lines += ["", "Each seed's own results.md (with every other section of a single run) is in "
               + ", ".join(f"`seed_{s}/results.md`" for s in seeds) + "."]
     return "\n".join(lines) + "\n"
+
+
+def findings_markdown(found: list[Finding], confidence: float) -> list[str]:
+    """The '## Findings' section: each claim with ✓ / ✗, its margin per seed and its paired interval."""
+    if not found:
+        return []
+    return ["", "## Findings", "",
+            f"Each claim checked in every seed (margin in accuracy points; the mean difference with its "
+            f"{confidence * 100:g} % paired bootstrap interval):", ""] + [
+        f"- {'✓' if f.holds else '✗'} {f.text()}" for f in found]
 
 
 def mean_sweeps(per_seed_results: list[dict]) -> dict:

@@ -104,3 +104,41 @@ def test_two_seeds_train_different_models_and_resume_without_retraining(two_seed
     experiment.run(config, str(workdir))
     assert {p: os.path.getmtime(p) for p in stamps} == stamps
     assert open(workdir / "results.md").read() == before
+
+
+def _defense_results(rows: dict, n=40):
+    """One seed's evaluation: {name: (defense, label, {cell: accuracy})}, per example the first k correct."""
+    out = {}
+    for name, (defense, label, acc) in rows.items():
+        per = {c: [i < round(a * n / 100) for i in range(n)] for c, a in acc.items()}
+        out[name] = {"modality": "av", "defense": defense, "label": label, "architecture": "classifier",
+                     "methods": {"pgd": {"per_example": per}}}
+    return out
+
+
+def test_defense_findings_are_the_tables_ri_seed_by_seed():
+    from avjax.evaluation.robustness import robustness_improvement
+    none = {"clean": 90, "xA": 50, "xV": 60, "xAV": 40}
+    full = {"clean": 90, "xA": 60, "xV": 60, "xAV": 50}                      # RI +6.67
+    hurts = {"clean": 85, "xA": 45, "xV": 60, "xAV": 40}                     # RI -6.67, clean -5
+    minsim, maxsim = {"clean": 90, "xA": 55, "xV": 60, "xAV": 40}, none       # RI +1.67 vs 0
+    at_a = {"clean": 90, "xA": 75, "xV": 60, "xAV": 40}                       # +25 on xA
+    seed = {"av": ("none", "None", none), "minsim_exfmem": ("minsim+exfmem", "MinSim+ExFMem", full),
+            "exfmem": ("exfmem", "ExFMem", hurts), "minsim": ("minsim", "MinSim", minsim),
+            "maxsim": ("maxsim", "MaxSim", maxsim), "at_a": ("at_a", "AT (A)", at_a)}
+    found = seeds.defense_findings([_defense_results(seed)] * 3, "av", ["pgd"], replicates=200, confidence=0.95,
+                                   seed=0)
+    by_claim = {f.claim: f for f in found}
+    full_ri = by_claim["PGD: MinSim+ExFMem RI > 0 (more robust than None)"]
+    summary = lambda acc: {**{k: float(v) for k, v in acc.items()}, "avg": (acc["xA"] + acc["xV"] + acc["xAV"]) / 3}  # noqa: E731
+    assert full_ri.margins[0] == pytest.approx(robustness_improvement(summary(full), summary(none)))
+    assert full_ri.holds and not by_claim["PGD: ExFMem RI > 0 (more robust than None)"].holds
+    assert by_claim["PGD: MinSim RI > MaxSim RI"].margins[0] == pytest.approx(5 / 3)
+    assert by_claim["PGD: AT (A) beats None on ✗A by >= 10 points (positive control)"].margins[0] == pytest.approx(15)
+    clean = by_claim["ExFMem keeps clean accuracy within 2 points of None"]
+    assert clean.margins[0] == pytest.approx(-3) and not clean.holds
+    assert by_claim["MinSim keeps clean accuracy within 2 points of None"].holds
+    # no defended rows (the main job): no defense findings
+    plain = {"av": ("none", "None", none)}
+    assert seeds.defense_findings([_defense_results(plain)] * 2, "av", ["pgd"], replicates=10, confidence=0.95,
+                                  seed=0) == []
