@@ -174,7 +174,7 @@ def base_config() -> ml_collections.ConfigDict:
         unroll=1,                                              # scan unroll of APGD's step loop
         checklist=True, large_eps_factor=10.0, max_large_eps_accuracy=5.0,
         swap_candidates=8,                                     # batch-mates in the unbounded check of xA / xV
-        tolerance=1.0,                                         # accuracy points a check may miss by
+        tolerance=1.0,                 # accuracy points a check may miss by (and always by one example)
         settings_run=("xA", "xV", "xAV"),                      # the settings the protocol attacks
         seed=0,                                                # random starts and Square's draws
         max_examples=0))                                       # 0: eval.max_examples

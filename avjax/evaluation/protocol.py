@@ -343,15 +343,18 @@ def summarize(correct: dict, names, spec: ProtocolSpec, uses=("visual", "audio")
         out["per_example"][setting] = worst.tolist()
         if spec.checklist:
             attacked = {"xA": {"audio"}, "xV": {"visual"}, "xAV": {"visual", "audio"}}[setting]
-            out["checklist"] += _checks(setting, row, spec, "transfer" in names, attacked >= set(uses))
+            out["checklist"] += _checks(setting, row, spec, "transfer" in names, attacked >= set(uses),
+                                        examples=int(clean.size))
     out["avg_worst"] = float(np.mean([row["worst"] for row in out["settings"].values()]))
     return out
 
 
-def _checks(setting, row, spec, has_transfer, covers_all) -> list[dict]:
-    """The checks of one setting; `large_eps` only where the attack reaches every input the model uses
-    (an audio attack on an AV model may rightly leave the visual evidence standing)."""
-    tol = spec.tolerance
+def _checks(setting, row, spec, has_transfer, covers_all, examples=0) -> list[dict]:
+    """The checks of one setting; `large_eps` at `large_eps_factor` only where the attack reaches every input the
+    model uses (an audio attack on an AV model may rightly leave the visual evidence standing). A comparison
+    misses by more than `tolerance` points and more than one of the `examples` before it fails: on 48 examples
+    one example is 2.1 points, and one more success for APGD with twice the steps is no sign of masking."""
+    tol = max(spec.tolerance, 100.0 / examples if examples else 0.0)
     checks = [
         ("more_steps", row["apgd-ce/more_steps"] >= row["apgd-ce"] - tol,
          f"APGD-CE {row['apgd-ce']:.2f} -> {row['apgd-ce/more_steps']:.2f} with 2x steps and +1 restart")]

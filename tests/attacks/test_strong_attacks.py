@@ -327,3 +327,11 @@ def test_square_waves_span_the_octaves_at_the_ball_vertices():
     assert {1, 2, 4, 8} <= runs                 # half periods of every octave up to the window
     longest = max(int(np.diff(np.concatenate([[-1], c, [63]])).max()) for c in changes)
     assert longest >= 32                        # and long runs of one sign, as the windows had before
+
+
+def test_a_check_misses_by_more_than_one_example_before_it_fails():
+    row = {"apgd-ce": 25.0, "apgd-ce/more_steps": 22.92, "white_box": 6.25, "square": 72.92, "large_eps": 0.0}
+    on_48 = protocol._checks("xAV", row, _spec(), False, True, examples=48)      # one example: 2.08 points
+    assert not protocol.failed_checks(on_48)
+    on_480 = protocol._checks("xAV", row, _spec(), False, True, examples=480)    # ten examples: masking flagged
+    assert [c["check"] for c in protocol.failed_checks(on_480)] == ["more_steps"]
