@@ -8,7 +8,7 @@ import pytest
 
 from avjax.evaluation import run_standard_evaluation
 
-B, DIMS, LENGTH, CLASSES = 8, (6, 6, 3), 64, 5
+B, DIMS, LENGTH, CLASSES = 16, (6, 6, 3), 64, 5
 FAST = dict(apgd_steps=5, square_queries=300, target_classes=2, large_eps_factor=4.0, adaptive=())
 
 
@@ -35,7 +35,7 @@ def model():
 def test_the_report_has_every_setting_with_its_worst_case_checks_and_flags(model):
     logits_fn, image, audio, label = model
     report = run_standard_evaluation(logits_fn, image, audio, label, eps_visual=0.03, eps_audio=0.05,
-                                     key=jax.random.key(0), batch_size=5, **FAST)   # 8 examples: a padded batch
+                                     key=jax.random.key(0), batch_size=6, **FAST)   # 16 examples: a padded batch
     assert report["n"] == B and report["clean_accuracy"] == 100.0
     assert set(report["settings"]) == {"xA", "xV", "xAV"}
     for setting, row in report["settings"].items():
@@ -77,10 +77,10 @@ def test_a_modality_read_through_stop_gradient_is_flagged_and_not_more_robust(mo
     plain = run_standard_evaluation(logits_fn, image, audio, label, **common)["settings"][setting]
     hidden = run_standard_evaluation(masked, image, audio, label, **common)["settings"][setting]
     assert hidden["robust_accuracy"] <= plain["robust_accuracy"] + 100.0 / B   # one example of tolerance
-    assert "zero_gradient" in hidden["flags"] and "zero_gradient" not in plain["flags"]
-    # unbounded, the white-box attack cannot move the masked input: weaker than swapping in a batch-mate's
-    assert "large_eps" in hidden["flags"] and "large_eps" not in plain["flags"]
-    assert hidden["per_attack"]["swap"] < hidden["per_attack"]["large_eps"]
+    assert {"zero_gradient", "black_box"} <= set(hidden["flags"]) and not plain["flags"]
+    # the unbounded check ran in this single-modality setting (its random start alone may match the swap here)
+    assert {"large_eps", "transfer"} <= {c["check"] for c in hidden["checks"]}
+    assert hidden["per_attack"]["large_eps"] <= hidden["per_attack"]["apgd-ce"]
 
 
 @pytest.mark.parametrize("change,message", [
