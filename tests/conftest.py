@@ -89,7 +89,8 @@ def free_compiled_programs():
 GROUPED = ("tests/defenses/test_exfmem.py", "tests/evaluation/test_html_report.py", "tests/evaluation/test_seeds.py",
            "tests/evaluation/test_trained_model.py", "tests/models/test_localization.py",
            "tests/train/test_resume.py", "tests/configs/test_configs.py", "tests/data/test_layouts.py",
-           "tests/models/test_golden.py", "tests/train/test_data_parallel.py", "tests/train/test_multihost.py")
+           "tests/models/test_golden.py", "tests/train/test_data_parallel.py", "tests/train/test_multihost.py",
+           "tests/train/test_adversarial.py")
 LONGEST_FIRST = ("tests/defenses/test_exfmem.py", "tests/train/test_resume.py", "tests/test_notebooks.py",
                  "tests/evaluation/test_html_report.py", "tests/evaluation/test_seeds.py",
                  "tests/models/test_localization.py",
