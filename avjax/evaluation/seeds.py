@@ -140,7 +140,8 @@ def defense_findings(per_seed_results: list[dict], baseline: str, methods, *, re
     """The defense table's findings, seed by seed with paired intervals: per method, MinSim+ExFMem and ExFMem
     have RI > 0 (better than the undefended `baseline`), MinSim's RI > MaxSim's; each defended row keeps its clean
     accuracy within `clean_tolerance` points of the baseline; each adversarially trained row (the positive control)
-    beats the baseline by >= `control_gain` points in its own setting. RI per example is (clean_d - clean_b) +
+    beats the baseline in its own setting by >= `control_gain` points, or by half of what the attack takes from the
+    baseline where that is less (report.required_gain). RI per example is (clean_d - clean_b) +
     mean over the settings of (x_d - x_b), so its mean is the table's RI. [] without defended rows."""
     first = per_seed_results[0]
     rows = {r.get("defense", "none"): n for n, r in first.items() if n != baseline and r.get("modality") == "av"}
@@ -177,11 +178,13 @@ def defense_findings(per_seed_results: list[dict], baseline: str, methods, *, re
                 out.append(finding(f"{method.upper()}: {labels[defense]} RI > {labels[other]} RI",
                                    ri(rows[defense], method) - ri(rows[other], method)))
         for defense, setting in (("at_a", "xA"), ("at_v", "xV"), ("at_av", "xAV")):
-            if defense in rows:
+            if defense in rows:   # the gain required in each seed: report.required_gain of its baseline
+                lost = (get(baseline, method, "clean") - get(baseline, method, setting)).mean(1, keepdims=True)
+                needed = np.minimum(control_gain / 100, np.maximum(lost, 0.0) / 2)
                 out.append(finding(f"{method.upper()}: {labels[defense]} beats {base_label} on ✗{setting[1:]} by "
-                                   f">= {control_gain:g} points (positive control)",
-                                   get(rows[defense], method, setting) - get(baseline, method, setting)
-                                   - control_gain / 100))
+                                   f">= {control_gain:g} points or half of what the attack takes from "
+                                   f"{base_label} (positive control)",
+                                   get(rows[defense], method, setting) - get(baseline, method, setting) - needed))
     for defense, name in rows.items():
         if defense != "none":
             out.append(finding(f"{labels[defense]} keeps clean accuracy within {clean_tolerance:g} points of "

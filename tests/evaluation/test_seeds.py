@@ -134,7 +134,14 @@ def test_defense_findings_are_the_tables_ri_seed_by_seed():
     assert full_ri.margins[0] == pytest.approx(robustness_improvement(summary(full), summary(none)))
     assert full_ri.holds and not by_claim["PGD: ExFMem RI > 0 (more robust than None)"].holds
     assert by_claim["PGD: MinSim RI > MaxSim RI"].margins[0] == pytest.approx(5 / 3)
-    assert by_claim["PGD: AT (A) beats None on ✗A by >= 10 points (positive control)"].margins[0] == pytest.approx(15)
+    control = by_claim["PGD: AT (A) beats None on ✗A by >= 10 points or half of what the attack takes from None "
+                       "(positive control)"]
+    assert control.margins[0] == pytest.approx(15)              # None loses 40 points on ✗A: 10 required
+    # where the attack takes only 5 points from None, half of that (2.5) is required
+    mild = {"av": ("none", "None", {**none, "xA": 85}), "at_a": ("at_a", "AT (A)", {**none, "xA": 90})}
+    (mild_control, _) = seeds.defense_findings([_defense_results(mild)], "av", ["pgd"], replicates=50,
+                                               confidence=0.95, seed=0)
+    assert mild_control.margins[0] == pytest.approx(2.5) and mild_control.holds
     clean = by_claim["ExFMem keeps clean accuracy within 2 points of None"]
     assert clean.margins[0] == pytest.approx(-3) and not clean.holds
     assert by_claim["MinSim keeps clean accuracy within 2 points of None"].holds
@@ -142,3 +149,10 @@ def test_defense_findings_are_the_tables_ri_seed_by_seed():
     plain = {"av": ("none", "None", none)}
     assert seeds.defense_findings([_defense_results(plain)] * 2, "av", ["pgd"], replicates=10, confidence=0.95,
                                   seed=0) == []
+
+
+def test_the_required_gain_of_the_positive_control_is_capped_by_what_the_attack_takes():
+    from avjax.evaluation.report import required_gain
+    assert required_gain(10.0, 95.0, 50.0) == 10.0                      # the attack takes 45 points: 10 required
+    assert required_gain(10.0, 92.5, 91.5) == pytest.approx(0.5)        # it takes 1 point: half of it
+    assert required_gain(10.0, 90.0, 92.0) == 0.0
