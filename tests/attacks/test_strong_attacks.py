@@ -230,8 +230,8 @@ def test_zero_gradient_check_fires_in_the_setting_of_the_masked_modality_only():
     assert [c["check"] for c in checks if c["passed"] is None] == ["transfer"]   # no baseline: not run
 
 
-def _mlp(seed=0, dims=(6, 6, 3), length=64, classes=5):
-    """A small nonlinear model (cheap to compile) for protocol invariants."""
+def _mlp(seed=0, dims=(6, 6, 3), length=64, classes=5, batch=8):
+    """A small nonlinear AV model that reads both inputs (cheap to compile) for protocol invariants."""
     k = jax.random.split(jax.random.key(seed), 3)
     w1 = jax.random.normal(k[0], (int(np.prod(dims)) + length, 32)) * 0.5
     w2 = jax.random.normal(k[1], (32, classes))
@@ -240,8 +240,8 @@ def _mlp(seed=0, dims=(6, 6, 3), length=64, classes=5):
         x = jnp.concatenate([image.reshape(image.shape[0], -1) - 0.5, audio], -1)
         return jnp.tanh(x @ w1) @ w2
 
-    image = jax.random.uniform(k[2], (8,) + dims)
-    audio = jax.random.uniform(jax.random.fold_in(k[2], 1), (8, length), minval=-0.5, maxval=0.5)
+    image = jax.random.uniform(k[2], (batch,) + dims)
+    audio = jax.random.uniform(jax.random.fold_in(k[2], 1), (batch, length), minval=-0.5, maxval=0.5)
     return attacks.core.as_model_fns(logits_fn), image, audio, logits_fn(image, audio).argmax(-1)
 
 

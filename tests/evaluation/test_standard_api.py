@@ -7,24 +7,16 @@ import numpy as np
 import pytest
 
 from avjax.evaluation import run_standard_evaluation
+from tests.attacks.test_strong_attacks import _mlp
 
 B, DIMS, LENGTH, CLASSES = 16, (6, 6, 3), 64, 5
 FAST = dict(apgd_steps=5, square_queries=300, target_classes=2, large_eps_factor=4.0, adaptive=())
 
 
 def _model(seed=0):
-    """A small nonlinear AV model that reads both inputs (cheap to compile)."""
-    k = jax.random.split(jax.random.key(seed), 4)
-    w1 = jax.random.normal(k[0], (int(np.prod(DIMS)) + LENGTH, 32)) * 0.5
-    w2 = jax.random.normal(k[1], (32, CLASSES))
-
-    def logits_fn(image, audio):
-        x = jnp.concatenate([image.reshape(image.shape[0], -1) - 0.5, audio], -1)
-        return jnp.tanh(x @ w1) @ w2
-
-    image = np.asarray(jax.random.uniform(k[2], (B,) + DIMS))
-    audio = np.asarray(jax.random.uniform(k[3], (B, LENGTH), minval=-0.5, maxval=0.5))
-    return logits_fn, image, audio, np.asarray(logits_fn(image, audio).argmax(-1))
+    """The protocol tests' small nonlinear AV model, as a plain function of numpy inputs."""
+    fns, image, audio, label = _mlp(seed, DIMS, LENGTH, CLASSES, batch=B)
+    return (lambda img, aud: fns(img, aud)[0]), np.asarray(image), np.asarray(audio), np.asarray(label)
 
 
 @pytest.fixture(scope="module")
