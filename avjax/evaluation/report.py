@@ -3,6 +3,8 @@ import hashlib
 import json
 import platform
 
+import numpy as np
+
 import avjax
 
 from avjax.evaluation.robustness import SETTINGS, robustness_improvement
@@ -113,10 +115,11 @@ def clean_and_method_tables(results: dict, spec, baseline: str) -> list[str]:
 AT_SETTINGS = {"at_a": "xA", "at_v": "xV", "at_av": "xAV"}
 
 
-def required_gain(gain: float, base_clean: float, base_attacked: float) -> float:
+def required_gain(gain, base_clean, base_attacked):
     """The points an AT row must gain over the baseline in its setting: `gain`, or half of what the attack takes
-    from the baseline where that is less (at an eps that barely hurts the baseline no row can gain 10 points)."""
-    return min(gain, max(base_clean - base_attacked, 0.0) / 2)
+    from the baseline where that is less (at an eps that barely hurts the baseline no row can gain 10 points).
+    Scalars or arrays (one per seed)."""
+    return np.minimum(gain, np.maximum(np.subtract(base_clean, base_attacked), 0.0) / 2)
 
 
 def positive_control(results: dict, spec, baseline: str) -> list[str]:

@@ -177,10 +177,10 @@ def defense_findings(per_seed_results: list[dict], baseline: str, methods, *, re
             else:
                 out.append(finding(f"{method.upper()}: {labels[defense]} RI > {labels[other]} RI",
                                    ri(rows[defense], method) - ri(rows[other], method)))
-        for defense, setting in (("at_a", "xA"), ("at_v", "xV"), ("at_av", "xAV")):
-            if defense in rows:   # the gain required in each seed: report.required_gain of its baseline
-                lost = (get(baseline, method, "clean") - get(baseline, method, setting)).mean(1, keepdims=True)
-                needed = np.minimum(control_gain / 100, np.maximum(lost, 0.0) / 2)
+        for defense, setting in report.AT_SETTINGS.items():
+            if defense in rows:   # the gain required in each seed (as a fraction), from that seed's baseline
+                needed = report.required_gain(control_gain / 100, get(baseline, method, "clean").mean(1, keepdims=True),
+                                              get(baseline, method, setting).mean(1, keepdims=True))
                 out.append(finding(f"{method.upper()}: {labels[defense]} beats {base_label} on ✗{setting[1:]} by "
                                    f">= {control_gain:g} points or half of what the attack takes from "
                                    f"{base_label} (positive control)",
