@@ -24,7 +24,7 @@ from avjax import compiled, model_dir, parallel
 from avjax.attacks import ModelFns
 from avjax.data import sources as data_sources
 from avjax.errors import ConfigError, MissingInput
-from avjax.evaluation import embeddings, localization, progress, protocol, report, robustness
+from avjax.evaluation import embeddings, localization, memory_diagnostics, progress, protocol, report, robustness
 from avjax.models import build
 
 log = logging.getLogger(__name__)
@@ -107,6 +107,20 @@ def _initial_variables(config, workdir, name, sources, transforms):
     return variables
 
 
+def memory_path(workdir, name) -> str:
+    return os.path.join(workdir, "runs", name, "memory.npz")
+
+
+def memory_atom_labels(workdir, name):
+    """The classes of the examples run `name`'s memory atoms were stored from (None: no memory, or one built
+    before labels were kept)."""
+    path = memory_path(workdir, name)
+    if not os.path.exists(path):
+        return None
+    with np.load(path) as f:
+        return f["labels"] if "labels" in f.files else None
+
+
 def build_memory(config, workdir, name, sources, transforms) -> dict:
     """The `memory` collection of run `name`, built (once; kept in runs/<name>/memory.npz) from the
     features of run `memory_from` (see avjax.train.memory_bank)."""
@@ -114,7 +128,7 @@ def build_memory(config, workdir, name, sources, transforms) -> dict:
     from avjax.train.loop import latest_variables
     from avjax.train.memory_bank import collect_features
     source_run = config.runs[name].memory_from
-    path = os.path.join(workdir, "runs", name, "memory.npz")
+    path = memory_path(workdir, name)
     if os.path.exists(path):
         with np.load(path) as f:
             return memory_collection(f["visual"], f["audio"])
@@ -287,7 +301,7 @@ def evaluate(config, workdir) -> dict:
         else:
             t0 = time.perf_counter()
             res = _evaluate_model(config, fns, sources, transforms, spec, model_spec, standard, transfer, mesh,
-                                  name, stored)
+                                  name, stored, memory_atom_labels(workdir, name))
             log.info("evaluated %s in %.1f s: clean %.2f%% (attacker loss %s)", name, time.perf_counter() - t0,
                      res["clean"], model_spec.loss)
             res = stored.finish(res)
@@ -415,12 +429,12 @@ def _first(tree, n):
 
 
 def _evaluate_model(config, fns, sources, transforms, spec, model_spec, standard, transfer, mesh, name,
-                    stored) -> dict:
+                    stored, atom_labels=None) -> dict:
     """One model's evaluation: the paper's table and sweep, and the standard protocol when asked for."""
     common = dict(batch_size=config.eval.batch_size, mesh=mesh, workers=config.data.workers, name=name,
                   progress=stored)
     res = {"methods": {}}
-    if spec.methods or spec.sweep_eps:
+    if spec.methods or spec.sweep_eps or not standard:  # at least the clean accuracy (the standard protocol has it)
         res = robustness.evaluate_model(fns, sources["test"], transforms["eval"], model_spec,
                                         max_examples=config.eval.max_examples, **common)
     if localization.is_localization_model(fns.module):
@@ -431,6 +445,12 @@ def _evaluate_model(config, fns, sources, transforms, spec, model_spec, standard
                 fns, sources["test"], transforms["eval"], model_spec, batch_size=config.eval.batch_size, mesh=mesh,
                 workers=config.data.workers, name=name,
                 max_examples=config.localization.max_examples or config.eval.max_examples)
+    dc = config.exfmem.diagnostics
+    if dc.examples and memory_diagnostics.has_memory(fns.module):
+        res["memory_diagnostics"] = memory_diagnostics.evaluate(
+            fns, sources["test"], transforms["eval"], model_spec, method=dc.method, examples=dc.examples,
+            blends=tuple(dc.blends), atom_labels=atom_labels, batch_size=config.eval.batch_size, mesh=mesh,
+            workers=config.data.workers, name=name)
     ec = config.embeddings
     if ec.examples and fns.module.modality == "av" and not localization.is_localization_model(fns.module):
         res["embeddings"] = embeddings.evaluate(

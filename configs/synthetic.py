@@ -79,6 +79,8 @@ def get_config(arg=None):
         c.embeddings.examples = 240     # how MinSim reshapes the embeddings (appendix Figs. 5/6)
         # one eps for every setting, as the released defense evaluation
         config_base.defense_protocol(c, 0.02, variant="standard", batch_size=c.eval.batch_size)
+    if variants.get("defense") in ("exfmem", "minsim+exfmem", "all"):  # what the memory does, and accuracy by a
+        c.exfmem.diagnostics.examples = 240
     if variants.get("defense") in ("at", "all"):  # three adversarially trained models: 3 PGD steps of eps/2 each,
         # 5 epochs from the None model's weights
         c.train.adversarial.update(dict(steps=3, step_fraction=0.5))
@@ -91,4 +93,6 @@ def get_config(arg=None):
         c.data.synthetic.audio_len = 4096
         config_base.runlocal(c, batch_size=8)
         c.eval.sweep_eps = (0.0, 0.01)
+        if c.exfmem.diagnostics.examples:
+            c.exfmem.diagnostics.update(dict(examples=8, blends=(0.5,)))
     return c

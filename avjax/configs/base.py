@@ -65,7 +65,8 @@ def base_config() -> ml_collections.ConfigDict:
         # 'localization': the sound-source localization model (avjax.models.localization; variant
         # model=localization), whose heat maps are evaluated clean and under attack
         architecture="classifier",
-        attention="mean", temperature=0.1))  # localization: pooling of the map, see avjax.models.localization
+        attention="mean", temperature=0.1,   # localization: pooling of the map, see avjax.models.localization
+        map_stride=32))                      # localization: the map's stride, 32 (ResNet18's), 16 or 8
     # ExFMem: the external feature memory of a defended model (size 0: none). Runs with `memory_from`
     # set get size = exfmem.size; see avjax.defenses.
     c.model.memory = ml_collections.ConfigDict(dict(
@@ -84,7 +85,12 @@ def base_config() -> ml_collections.ConfigDict:
         batch_size=0,                       # 0: the training batch size
         # the fine-tuning of a run with a memory (0 / () / 0.0: the config's own training settings;
         # lr > 0 sets every learning rate)
-        finetune=ml_collections.ConfigDict(dict(num_epochs=0, lr_steps=(), batch_size=0, lr=0.0))))
+        finetune=ml_collections.ConfigDict(dict(num_epochs=0, lr_steps=(), batch_size=0, lr=0.0)),
+        # what the memory does to clean and attacked features, and accuracy by blend weight a
+        # (avjax.evaluation.memory_diagnostics), on the first `examples` test examples (0: off); the attack
+        # is rerun at each a, so this costs about one table row per blend
+        diagnostics=ml_collections.ConfigDict(dict(examples=0, method="pgd",
+                                                   blends=(0.0, 0.25, 0.5, 0.75, 1.0)))))
 
     c.train = ml_collections.ConfigDict()
     c.train.batch_size = 48
@@ -108,6 +114,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.checkpoint_min_interval_s = 0.0  # skip epoch-end checkpoints younger than this (s); 0: every epoch
     c.train.visual_init = ""            # torchvision resnet18 .pth/.safetensors for ImageNet init; 'none': random
     c.train.visual_init_required = False  # the paper configs: refuse '' (no visual_init given)
+    # The localization model's audio-visual contrast (avjax.train.losses.localization_contrast); weight 0: off.
+    c.train.contrast = ml_collections.ConfigDict(dict(weight=0.0, temperature=0.1))
     c.train.defense = ml_collections.ConfigDict(dict(
         name="none", weight=1.0,                      # MinSim / MaxSim: w * mean cos(f_v, f_a)
         prox_weight=1.0, con_weight=1e-4,             # PCL loss weights

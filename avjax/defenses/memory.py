@@ -47,10 +47,7 @@ def defend_feature(spec: MemorySpec, bank, big_l, features, step):
     """-> the blended feature a * (h M) + (1 - a) * f of `features` (B, dim) over `bank` (K, dim)."""
     if spec.gradient not in GRADIENTS:
         raise ValueError(f"unknown memory gradient {spec.gradient!r}; choose one of {GRADIENTS}")
-    solver_gradient = spec.gradient if spec.gradient in ("implicit", "unrolled") else None
-    codes = sparse_code(bank, features, lam=spec.lam, solver=spec.solver, variant=spec.variant,
-                         step=step or None, tol=None if spec.tol < 0 else spec.tol, max_iter=spec.max_iter,
-                         lipschitz_constant=big_l, block=spec.block, gradient=solver_gradient)
+    codes = memory_codes(spec, bank, big_l, features, step)
     defended = blend(bank, features, codes, spec.blend)
     if spec.gradient == "bpda_identity":
         return features + jax.lax.stop_gradient(defended - features)
@@ -58,6 +55,14 @@ def defend_feature(spec: MemorySpec, bank, big_l, features, step):
         surrogate = blend(bank, features, ridge_code(bank, features, spec.lam), spec.blend)
         return surrogate + jax.lax.stop_gradient(defended - surrogate)
     return defended
+
+
+def memory_codes(spec: MemorySpec, bank, big_l, features, step):
+    """-> the lasso codes h (B, K) of `features` over `bank`, solved as `spec` says."""
+    solver_gradient = spec.gradient if spec.gradient in ("implicit", "unrolled") else None
+    return sparse_code(bank, features, lam=spec.lam, solver=spec.solver, variant=spec.variant,
+                       step=step or None, tol=None if spec.tol < 0 else spec.tol, max_iter=spec.max_iter,
+                       lipschitz_constant=big_l, block=spec.block, gradient=solver_gradient)
 
 
 def ridge_code(bank, features, lam):

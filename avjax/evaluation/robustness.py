@@ -229,7 +229,7 @@ def evaluate_model(fns, source, transform, spec: EvalSpec, *, batch_size, mesh=N
     fns = jax.device_put(fns, parallel.replicated(mesh))
     per = {m: {k: [] for k in ("clean",) + SETTINGS} for m in spec.methods}
     sweep = {k: [] for k in SETTINGS}
-    masks = []
+    masks, cleans = [], []
     for index, batch, mask, seen in eval_batches(source, transform, batch_size=batch_size, mesh=mesh,
                                                  workers=workers, max_examples=max_examples,
                                                  desc=f"attack {name}"):
@@ -238,6 +238,7 @@ def evaluate_model(fns, source, transform, spec: EvalSpec, *, batch_size, mesh=N
         if arrays is None:
             arrays, timings = {}, {}
             clean, gradients = _jit_clean_gradients(fns, batch, spec)
+            arrays["clean:all"] = _gather(clean)
             table = {}
             for method in spec.methods:
                 t0 = time.perf_counter()
@@ -254,7 +255,10 @@ def evaluate_model(fns, source, transform, spec: EvalSpec, *, batch_size, mesh=N
                      ", ".join(f"{k} {v:.2f} s" for k, v in timings.items()))
         for key, value in arrays.items():
             where, k = key.split(":")
-            (sweep if where == "sweep" else per[where])[k].append(value)
+            if where == "clean":
+                cleans.append(value)
+            elif where in per or where == "sweep":
+                (sweep if where == "sweep" else per[where])[k].append(value)
     mask = np.concatenate(masks)
     for where, arrays in [(m, per[m]) for m in spec.methods] + [("sweep", sweep)]:
         if any(np.any(np.asarray(a) == NON_FINITE) for v in arrays.values() for a in v):
@@ -273,6 +277,8 @@ def evaluate_model(fns, source, transform, spec: EvalSpec, *, batch_size, mesh=N
                            for k, v in sweep.items()}}
     if spec.methods:
         out["clean"] = out["methods"][spec.methods[0]]["clean"]
+    elif len(cleans) == len(masks):  # no attack: the clean accuracy alone
+        out["clean"] = float(np.mean(np.concatenate(cleans)[mask]) * 100)
     return out
 
 

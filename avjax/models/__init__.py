@@ -57,7 +57,8 @@ def build(config: Mapping[str, Any]):
         if modality != "av" or memory is not None:
             raise ValueError("the localization model is audio-visual and has no external memory")
         return LocalizationClassifier(attention=get("attention", "mean"),
-                                      temperature=float(get("temperature", 0.1)), **common)
+                                      temperature=float(get("temperature", 0.1)),
+                                      map_stride=int(get("map_stride", 32)), **common)
     if modality == "av":
         get_fusion(get("fusion", "concat"))  # validates the name
         return AVClassifier(fusion=get("fusion", "concat"), visual_pool=get("visual_pool", "avg"),

@@ -4,8 +4,15 @@ ResNet18 without its global pool gives a map f_v[h, w] (B, h, w, D); the wavefor
 Each location is scored by its cosine similarity with the audio feature, s[h, w] = cos(f_a, f_v[h, w]) (in
 [0, 1]: both features follow a ReLU); the visual feature is the score-weighted mean of the map,
 v = sum s f_v / sum s (`attention='mean'`, the reconstruction), or with weights softmax(s / T) over the
-locations (`attention='softmax'`, sharper); concat(v, f_a) -> linear -> C logits. Trained with event labels only; the heat map
-is s upsampled to the frame (bilinear).
+locations (`attention='softmax'`, sharper); concat(v, f_a) -> linear -> C logits. The heat map is s upsampled to
+the frame (bilinear).
+
+Trained with event labels only. The appendix's reconstruction (`attention='mean'`, the map at frame/32, cross-
+entropy alone) classifies but its map does not find the sounding object: every location of the last stage sees
+the whole frame. The default localization model of the configs adds what makes the map point: a map at frame/16
+(`map_stride=16`: the last stage without its stride) and the audio-visual contrast of `train.contrast`
+(avjax.train.losses.localization_contrast), which asks the best-matching location of a frame to match the sounds
+of its class and no others.
 """
 from typing import Any
 
@@ -56,6 +63,7 @@ class LocalizationClassifier(nn.Module):
     width: float = 1.0
     attention: str = "mean"          # 'mean': s / sum s (docs/method.md); 'softmax': softmax(s / temperature)
     temperature: float = 0.1
+    map_stride: int = 32             # the visual map's stride: 32 (ResNet18's), 16 or 8 (last stages unstrided)
     classifier_init_std: float = CLASSIFIER_INIT_STD
     dtype: Any = None
     param_dtype: Any = jnp.float32
@@ -65,7 +73,9 @@ class LocalizationClassifier(nn.Module):
 
     def setup(self):
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-        self.visual_net = ResNet18(width=self.width, pool="avg", **kw)
+        if self.map_stride not in (8, 16, 32):
+            raise ValueError(f"map_stride must be 8, 16 or 32, got {self.map_stride!r}")
+        self.visual_net = ResNet18(width=self.width, pool="avg", output_stride=self.map_stride, **kw)
         self.audio_net = AudioNet(width=self.width, **kw)
         self.classifier = TorchDense(
             self.num_classes, kernel_init=nn.initializers.normal(self.classifier_init_std), **kw)

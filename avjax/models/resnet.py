@@ -46,12 +46,15 @@ class ResNet18(nn.Module):
     """(B, H, W, 3) pixels in [0, 1] -> (pooled (B, 512 * width), visual_map (B, h, w, 512 * width)).
 
     `pool` is 'avg' (what the released code effectively does: torchvision's avgpool is kept) or 'max'
-    (what the paper's appendix states). Stage outputs are sown into `intermediates`.
+    (what the paper's appendix states). `output_stride` 16 or 8 leaves the last one or two stages unstrided (a
+    map of frame/16 or frame/8 instead of frame/32, same parameters; for localization). Stage outputs are sown
+    into `intermediates`.
     """
 
     width: float = 1.0
     pool: str = "avg"
     blocks: Sequence[int] = (2, 2, 2, 2)
+    output_stride: int = 32
     mean: Sequence[float] = IMAGENET_MEAN
     std: Sequence[float] = IMAGENET_STD
     dtype: Any = None
@@ -61,6 +64,8 @@ class ResNet18(nn.Module):
     def __call__(self, image, *, train: bool = False):
         if image.ndim != 4 or image.shape[-1] != 3:
             raise ValueError(f"ResNet18 expects (batch, H, W, 3) pixels, got shape {image.shape}")
+        if self.output_stride not in (8, 16, 32):
+            raise ValueError(f"output_stride must be 8, 16 or 32, got {self.output_stride!r}")
         if self.pool not in ("avg", "max"):
             raise ValueError(f"visual pool must be 'avg' or 'max', got {self.pool!r}")
         mean = jnp.asarray(self.mean, image.dtype)
@@ -73,9 +78,12 @@ class ResNet18(nn.Module):
         x = BatchNorm(dtype=self.dtype, param_dtype=self.param_dtype, name="bn1")(x, train=train)
         x = max_pool_3x3_s2_p1(nn.relu(x))
         self.sow("intermediates", "stem", x)
+        total = 4  # the stem's stride
         for i, (ch, n) in enumerate(zip(chans, self.blocks), start=1):
+            stage_stride = 2 if i > 1 and total < self.output_stride else 1
+            total *= stage_stride
             for j in range(n):
-                stride = 2 if (i > 1 and j == 0) else 1
+                stride = stage_stride if j == 0 else 1
                 x = BasicBlock(ch, stride, dtype=self.dtype, param_dtype=self.param_dtype,
                                name=f"layer{i}_{j}")(x, train=train)
             self.sow("intermediates", f"layer{i}", x)

@@ -85,6 +85,8 @@ def training_config_hash(config) -> str:
         tree["data"].pop(field, None)
     if tree["data"].get("source") == "decoded":   # the same examples as the files (tests/data/test_decoded.py)
         tree["data"]["source"] = "files"
+    if tree["model"].get("map_stride") == 32:  # the default map: hashes of earlier configs stay valid
+        tree["model"].pop("map_stride")
     tree["train"] = _trajectory_fields(tree["train"])
     blob = json.dumps(tree, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -95,11 +97,13 @@ _NOT_TRAJECTORY = ("log_every_steps", "checkpoint_every_steps", "checkpoint_min_
 
 def _trajectory_fields(train_cfg: dict) -> dict:
     """The training config (as a dict) without the fields that do not change the trajectory (`min_steps` acts
-    through the epochs and decays it sets, which are hashed; left out, workdirs of earlier configs resume; so is
-    `adversarial` when it attacks nothing)."""
+    through the epochs and decays it sets, which are hashed; left out, workdirs of earlier configs resume; so are
+    `adversarial` when it attacks nothing and `contrast` when its weight is 0)."""
     dropped = _NOT_TRAJECTORY + ("min_steps",)
     if not (train_cfg.get("adversarial") or {}).get("threat"):
         dropped += ("adversarial",)
+    if not (train_cfg.get("contrast") or {}).get("weight"):
+        dropped += ("contrast",)
     return {k: v for k, v in train_cfg.items() if k not in dropped}
 
 
@@ -147,7 +151,8 @@ def step_programs(model, train_cfg, steps_per_epoch, mesh):
         adversarial_cfg = train_cfg.get("adversarial")
         if adversarial_cfg is not None:
             adversarial.check(adversarial_cfg)
-        train_step, eval_step = make_steps(model, optimizer, train_cfg.defense, adversarial_cfg)
+        train_step, eval_step = make_steps(model, optimizer, train_cfg.defense, adversarial_cfg,
+                                           train_cfg.get("contrast"))
         rep, dat = parallel.replicated(mesh), parallel.data_sharded(mesh)
         _STEP_PROGRAMS[key] = (
             optimizer,

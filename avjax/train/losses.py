@@ -5,7 +5,13 @@ MaxSim (its sign-flipped baseline): L = CE - w * mean_b cos(f_v^b, f_a^b).
 PCL (Mustafa et al. 2019, the official code's form, docs/method.md, "Defenses") on the fused feature f:
     L = CE + w_prox * mean_b ||f_b - c_{y_b}||^2 - w_conprox * mean_{b, j != y_b} ||f_b - c'_j||^2
 with two learnable centre sets c (proximity) and c' (contrastive proximity).
+
+The localization model's audio-visual contrast (beyond the paper, `localization_contrast`): frame i and sound j
+score S_ij = max over the map's locations of cos(f_a^j, f_v^i[h, w]); a cross-entropy over the batch's sounds
+(and over its frames) pulls each frame's best location towards the sounds of its class and away from the
+others', so the location that matches the sound is the object that makes it.
 """
+import jax
 import jax.numpy as jnp
 import optax
 
@@ -28,8 +34,26 @@ def pcl_terms(fused, label, centres, con_centres):
     return d_prox, d_con
 
 
-def objective(logits, out, label, defense_cfg, pcl_params=None, mask=None):
-    """-> (total loss, metrics dict). `defense_cfg` has `name` and `weight` (+ PCL weights)."""
+def localization_contrast(visual_map, f_a, label, temperature, mask):
+    """Supervised audio-visual contrast over the batch (every pair of one class is positive): the mean of the
+    frame-to-sounds and sound-to-frames cross-entropies of S / temperature, S_ij = max_hw cos(f_a^j, f_v^i[h, w])."""
+    v = visual_map / (jnp.linalg.norm(visual_map, axis=-1, keepdims=True) + 1e-6)
+    a = f_a / (jnp.linalg.norm(f_a, axis=-1, keepdims=True) + 1e-6)
+    scores = jnp.max(jnp.einsum("ihwd,jd->ijhw", v, a), axis=(2, 3)) / temperature  # (frames, sounds)
+    valid = mask[:, None] * mask[None, :]
+    positive = (label[:, None] == label[None, :]).astype(scores.dtype) * valid
+    logits = jnp.where(valid > 0, scores, -1e9)
+
+    def multi_positive_ce(lg, pos):  # -log of the softmax mass on the positives, per row
+        return -(jax.nn.logsumexp(jnp.where(pos > 0, lg, -1e9), axis=-1) - jax.nn.logsumexp(lg, axis=-1))
+
+    per_example = 0.5 * (multi_positive_ce(logits, positive) + multi_positive_ce(logits.T, positive.T))
+    return masked_mean(per_example, mask)
+
+
+def objective(logits, out, label, defense_cfg, pcl_params=None, mask=None, contrast_cfg=None):
+    """-> (total loss, metrics dict). `defense_cfg` has `name` and `weight` (+ PCL weights); `contrast_cfg`
+    (config.train.contrast: `weight`, `temperature`) adds the localization model's audio-visual contrast."""
     mask = jnp.ones(label.shape, logits.dtype) if mask is None else mask
     ce = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), label)
     metrics = {"ce": masked_mean(ce, mask),
@@ -52,5 +76,12 @@ def objective(logits, out, label, defense_cfg, pcl_params=None, mask=None):
             - defense_cfg["con_weight"] * metrics["pcl_con"]
     elif name != "none":
         raise ValueError(f"unknown defense {name!r}; choose one of {DEFENSES}")
+    if contrast_cfg is not None and contrast_cfg["weight"]:
+        if "visual_map" not in out:
+            raise ValueError("train.contrast needs the localization model (model.architecture='localization')")
+        metrics["contrast"] = localization_contrast(out["visual_map"].astype(jnp.float32),
+                                                    out["audio"].astype(jnp.float32), label,
+                                                    contrast_cfg["temperature"], mask)
+        total = total + contrast_cfg["weight"] * metrics["contrast"]
     metrics["loss"] = total
     return total, metrics

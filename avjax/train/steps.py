@@ -9,7 +9,7 @@ from avjax.train import adversarial
 from avjax.train.losses import objective
 
 
-def train_step(state, batch, key, *, model, optimizer, defense_cfg, adversarial_cfg=None):
+def train_step(state, batch, key, *, model, optimizer, defense_cfg, adversarial_cfg=None, contrast_cfg=None):
     """-> (new state, metrics). Train-mode BatchNorm; one global-batch loss (data parallel by jit).
 
     With an `adversarial_cfg` threat (config.train.adversarial, avjax.train.adversarial) the loss is taken on the
@@ -27,13 +27,14 @@ def train_step(state, batch, key, *, model, optimizer, defense_cfg, adversarial_
         variables = dict(state.variables(), params=trainable["params"])
         (logits, out), updates = model.apply(variables, inputs["image"], inputs["audio"], train=True,
                                              mutable=["batch_stats"])
-        loss, metrics = objective(logits, out, batch["label"], defense_cfg, trainable["pcl"])
+        loss, metrics = objective(logits, out, batch["label"], defense_cfg, trainable["pcl"],
+                                  contrast_cfg=contrast_cfg)
         if robust and adversarial_cfg["clean_weight"]:
             w = adversarial_cfg["clean_weight"]
             (clean_logits, clean_out), _ = model.apply(variables, batch["image"], batch["audio"], train=True,
                                                        mutable=["batch_stats"])
             clean_loss, clean_metrics = objective(clean_logits, clean_out, batch["label"], defense_cfg,
-                                                  trainable["pcl"])
+                                                  trainable["pcl"], contrast_cfg=contrast_cfg)
             loss = (1.0 - w) * loss + w * clean_loss
             metrics = dict(metrics, loss=loss, clean_accuracy=clean_metrics["accuracy"])
         return loss, (metrics, updates["batch_stats"])
@@ -46,16 +47,16 @@ def train_step(state, batch, key, *, model, optimizer, defense_cfg, adversarial_
         step=state.step + 1, batch_stats=batch_stats, opt_state=opt_state), metrics
 
 
-def eval_step(state, batch, *, model, defense_cfg):
+def eval_step(state, batch, *, model, defense_cfg, contrast_cfg=None):
     """-> sums over the (masked) batch: correct, loss, count; plus logits for per-example records."""
     logits, out = model.apply(state.variables(), batch["image"], batch["audio"], train=False)
     mask = batch.get("mask", jnp.ones(batch["label"].shape, jnp.float32))
-    _, metrics = objective(logits, out, batch["label"], defense_cfg, state.pcl, mask)
+    _, metrics = objective(logits, out, batch["label"], defense_cfg, state.pcl, mask, contrast_cfg)
     n = jnp.sum(mask)
     return {"correct": metrics["accuracy"] * n, "loss_sum": metrics["loss"] * n, "count": n}
 
 
-def make_steps(model, optimizer, defense_cfg, adversarial_cfg=None):
+def make_steps(model, optimizer, defense_cfg, adversarial_cfg=None, contrast_cfg=None):
     return (functools.partial(train_step, model=model, optimizer=optimizer, defense_cfg=defense_cfg,
-                              adversarial_cfg=adversarial_cfg),
-            functools.partial(eval_step, model=model, defense_cfg=defense_cfg))
+                              adversarial_cfg=adversarial_cfg, contrast_cfg=contrast_cfg),
+            functools.partial(eval_step, model=model, defense_cfg=defense_cfg, contrast_cfg=contrast_cfg))

@@ -114,6 +114,61 @@ def test_defense_all_renders_the_appendix_table(defense_table):
     assert {r["defense"] for r in records if r["label"].startswith("AT")} == {"at_a", "at_v", "at_av"}
 
 
+def test_memory_diagnostics_are_reported_and_agree_with_the_table(defense_table):
+    _, workdir = defense_table
+    md = open(os.path.join(workdir, "results.md")).read()
+    results = json.load(open(os.path.join(workdir, "results.json")))
+    diagnosed = results["memory_diagnostics"]
+    assert sorted(diagnosed) == ["exfmem", "minsim_exfmem"]
+    clean = {r["label"]: r["accuracy"] for r in results["records"] if r["attack"] == "none"}
+    for run, label in (("exfmem", "ExFMem"), ("minsim_exfmem", "MinSim+ExFMem")):
+        assert f"## What the memory does: {label}" in md
+        res = diagnosed[run]
+        assert [row["blend"] for row in res["blend_accuracy"]] == [0.5] and res["blend"] == 0.5
+        own = res["blend_accuracy"][0]
+        assert own["clean"] == pytest.approx(clean[label])   # the model's own a is the table's model
+        for modality in ("visual", "audio"):
+            m = res["modalities"][modality]
+            assert 0 <= m["clean"]["reconstruction_error"] and m["attack_displacement"] > 0
+            assert 0 <= m["clean"]["nearest_atom_other_class"] <= 100   # the atoms' labels were kept
+        built = np.load(os.path.join(workdir, "runs", run, "memory.npz"))
+        assert built["labels"].shape == (built["visual"].shape[0],)
+
+
+def test_memory_diagnostics_summary_closed_form():
+    from avjax.evaluation.memory_diagnostics import summarize
+    bank = np.array([[0.0, 0.0], [4.0, 0.0], [0.0, 3.0]])
+    atom_labels = np.array([0, 1, 1])
+    f = np.array([[0.1, 0.0], [3.9, 0.0]])                     # near atoms 0 and 1
+    f_adv = np.array([[3.1, 0.0], [3.9, 1.0]])                  # the first crosses to atom 1's class
+    codes = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    parts = {"clean": (f, codes, np.array([[0.0, 0.0], [3.9, 0.39]])),
+             "attacked": (f_adv, np.array([[0.0, 0.5, 0.5], [0.0, 1.0, 0.0]]), f_adv)}
+    s = summarize(parts, np.array([0, 1]), bank, atom_labels)
+    # ||f - recon|| / ||f||: 0.1 / 0.1 and 0.39 / 3.9
+    assert s["clean"]["reconstruction_error"] == pytest.approx(0.5 * (1.0 + 0.1))
+    assert s["attacked"]["reconstruction_error"] == 0 and s["attacked"]["atoms_used"] == 1.5
+    assert s["clean"]["nearest_atom_other_class"] == 0 and s["attacked"]["nearest_atom_other_class"] == 50
+    assert s["attack_displacement"] == pytest.approx(2.0)      # median of 3.0 and 1.0
+    assert s["atom_distance_between_classes"] == pytest.approx(3.5)  # median of 4, 3 (and their mirrors)
+    assert s["displacement_ratio"] == pytest.approx(2.0 / 3.5)
+    assert "displacement_ratio" not in summarize(parts, np.array([0, 1]), bank, None)
+
+
+def test_blend_zero_is_the_model_without_its_memory():
+    from avjax.evaluation.memory_diagnostics import with_blend
+    model, plain = memory_model()
+    image, audio = inputs()
+    variables = plain.init(jax.random.key(0), image, audio)
+    rng = np.random.default_rng(0)
+    dim = model.feature_dim
+    defended = {**variables, "memory": memory_collection(np.abs(rng.normal(size=(6, dim))),
+                                                         np.abs(rng.normal(size=(6, dim))))}
+    fns = with_blend(attacks.ModelFns(model, defended), 0.0)
+    np.testing.assert_allclose(fns(image, audio)[0], plain.apply(variables, image, audio)[0], rtol=1e-5, atol=1e-6)
+    assert model.memory.blend == 0.5 and fns.module.memory.blend == 0.0
+
+
 def test_memory_is_exported_with_the_model_and_never_trained(defense_table):
     _, workdir = defense_table
     for run in ("exfmem", "minsim_exfmem"):
@@ -156,6 +211,12 @@ def test_memory_banks_from_train_mode_and_from_eval_mode_features():
         assert banks["visual"].shape == (12, model.feature_dim) and banks["audio"].shape == (12, model.feature_dim)
         assert all(np.all(np.isfinite(b)) for b in banks.values())
     np.testing.assert_array_equal(evaluated["visual"], again["visual"])       # deterministic
+    # each atom's label is its example's: eval-mode atoms are the features of labelled training examples
+    examples = [(tfs["eval"] or (lambda e: e))(srcs["train"][i]) for i in range(len(srcs["train"]))]
+    f_v, _ = model.apply(variables, np.stack([e["image"] for e in examples]), np.stack([e["audio"] for e in examples]),
+                         method="raw_features")
+    nearest = np.argmin(np.linalg.norm(evaluated["visual"][:, None] - np.asarray(f_v)[None], axis=-1), axis=1)
+    np.testing.assert_array_equal(evaluated["labels"], [examples[j]["label"] for j in nearest])
     assert not np.allclose(train["visual"], evaluated["visual"])              # batch statistics + jitter
     with pytest.raises(ValueError, match="needs 100 training examples"):
         collect_features(model, variables, srcs, tfs, source="eval_best", **dict(kw, size=100))

@@ -93,3 +93,71 @@ def test_localization_run_writes_the_table_and_heat_maps(tmp_path):
     assert os.path.getsize(tmp_path / "figures" / "localization_av_pgd.png") > 10_000
     with pytest.raises(ValueError, match="does not combine"):
         experiment.load_config("configs/synthetic.py", "model=localization,defense=minsim")
+
+
+def _contrast_reference(vmap, f_a, label, temperature):
+    """localization_contrast restated in numpy, pair by pair."""
+    b = len(label)
+    s = np.zeros((b, b))
+    for i in range(b):
+        for j in range(b):
+            cos = [vmap[i, y, x] @ f_a[j] / (np.linalg.norm(vmap[i, y, x]) * np.linalg.norm(f_a[j]))
+                   for y in range(vmap.shape[1]) for x in range(vmap.shape[2])]
+            s[i, j] = max(cos) / temperature
+
+    def ce(rows, pos):
+        return [-np.log(np.exp(r[p]).sum() / np.exp(r).sum()) for r, p in zip(rows, pos)]
+
+    pos = label[:, None] == label[None, :]
+    return float(np.mean(0.5 * (np.array(ce(s, pos)) + np.array(ce(s.T, pos.T)))))
+
+
+def test_contrast_matches_its_definition_and_rewards_the_matching_location():
+    from avjax.train.losses import localization_contrast
+    rng = np.random.default_rng(0)
+    vmap = np.abs(rng.normal(size=(4, 3, 3, 6)))
+    f_a = np.abs(rng.normal(size=(4, 6)))
+    label = np.array([0, 1, 0, 2])
+    got = localization_contrast(jnp.asarray(vmap), jnp.asarray(f_a), jnp.asarray(label), 0.1, jnp.ones(4))
+    np.testing.assert_allclose(float(got), _contrast_reference(vmap, f_a, label, 0.1), rtol=1e-5)
+    # a masked-out example is neither an anchor nor a candidate
+    masked = localization_contrast(jnp.asarray(vmap), jnp.asarray(f_a), jnp.asarray(label), 0.1,
+                                   jnp.array([1.0, 1.0, 1.0, 0.0]))
+    np.testing.assert_allclose(float(masked), _contrast_reference(vmap[:3], f_a[:3], label[:3], 0.1), rtol=1e-5)
+    # one location per frame carries its class's sound: the loss is lower than with that location elsewhere
+    # carrying another class's sound
+    sounds = np.eye(3)[[0, 1, 2]] + 0.05
+    frames = np.full((3, 2, 2, 3), 0.05)
+    for i in range(3):
+        frames[i, i % 2, i // 2] = np.eye(3)[i] + 0.05
+    wrong = frames.copy()
+    for i in range(3):
+        wrong[i, i % 2, i // 2] = np.eye(3)[(i + 1) % 3] + 0.05
+    args = (jnp.arange(3), 0.1, jnp.ones(3))
+    assert float(localization_contrast(jnp.asarray(frames), jnp.asarray(sounds), *args)) < 0.1
+    assert float(localization_contrast(jnp.asarray(wrong), jnp.asarray(sounds), *args)) > 3.0
+
+
+def test_map_stride_16_doubles_the_map_with_the_same_parameters():
+    image = jax.random.uniform(jax.random.key(1), (2, 64, 64, 3))
+    audio = jax.random.uniform(jax.random.key(2), (2, 4096), minval=-1, maxval=1)
+    shapes = {}
+    for stride in (32, 16):
+        module = build({"modality": "av", "num_classes": 4, "width": 0.125, "architecture": "localization",
+                        "map_stride": stride})
+        variables = module.init(jax.random.key(0), image, audio)
+        _, out = module.apply(variables, image, audio)
+        shapes[stride] = (out["scores"].shape, jax.tree.map(jnp.shape, variables["params"]))
+    assert shapes[32][0] == (2, 2, 2) and shapes[16][0] == (2, 4, 4)
+    assert shapes[32][1] == shapes[16][1]
+    with pytest.raises(ValueError, match="map_stride"):
+        module = build({"modality": "av", "num_classes": 4, "architecture": "localization", "map_stride": 4})
+        module.init(jax.random.key(0), image, audio)
+
+
+def test_contrast_needs_the_localization_model():
+    from avjax.train.losses import objective
+    logits = jnp.zeros((2, 3))
+    out = {"visual": jnp.ones((2, 4)), "audio": jnp.ones((2, 4)), "fused": jnp.ones((2, 8))}
+    with pytest.raises(ValueError, match="localization model"):
+        objective(logits, out, jnp.array([0, 1]), {"name": "none"}, contrast_cfg={"weight": 1.0, "temperature": 0.1})
