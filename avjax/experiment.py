@@ -613,12 +613,15 @@ def write_seed_results(config, workdir, seeds, per_seed_results):
                                    title=f"avjax robustness: {config.data.name}")
     else:
         text = f"# avjax robustness: {config.data.name}\n\nNo attack methods were evaluated.\n"
+    located = localization.over_seeds(per_seed_results)
+    if located:
+        text += "\n".join(localization.seeds_markdown(located, labels, seeds)) + "\n"
     with open(os.path.join(workdir, "results.md"), "w") as f:
         f.write(text)
     with open(os.path.join(workdir, "results.json"), "w") as f:
         json.dump({"seeds": seeds, "summary": {m: {k: {c: i.as_dict() for c, i in cells.items()}
                                                    for k, cells in ms.items()} for m, ms in summary.items()},
-                   "findings": [f.as_dict() for f in found], "sweeps": sweeps,
+                   "findings": [f.as_dict() for f in found], "sweeps": sweeps, "localization": located,
                    "per_seed": {s: f"seed_{s}/results.json" for s in seeds},
                    "config": json.loads(config.to_json())}, f, indent=1)
     av = [n for n, r in first.items() if r["modality"] == "av" and n in sweeps]

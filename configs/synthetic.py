@@ -85,8 +85,12 @@ def get_config(arg=None):
         # 5 epochs from the None model's weights
         c.train.adversarial.update(dict(steps=3, step_fraction=0.5))
         c.train.adversarial.finetune.update(dict(num_epochs=5, lr_steps=(4,)))
-    if variants.get("model") == "localization":  # a 4x4 map of the frame (64 px would give 2x2)
+    if variants.get("model") == "localization":
+        # 128x128 frames and a map at frame/8 (16x16), trained with the audio-visual contrast that makes it
+        # point (avjax.models.localization); the appendix's reconstruction: map_stride=32, contrast.weight=0
         c.data.synthetic.image_size = 128
+        c.model.map_stride = 8
+        c.train.contrast.update(dict(weight=3.0, temperature=0.07, false_negative_cos=0.85))
     if variants.get("runlocal"):
         c.data.synthetic.sizes = (16, 8, 8)
         c.data.synthetic.image_size = 32

@@ -115,7 +115,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.visual_init = ""            # torchvision resnet18 .pth/.safetensors for ImageNet init; 'none': random
     c.train.visual_init_required = False  # the paper configs: refuse '' (no visual_init given)
     # The localization model's audio-visual contrast (avjax.train.losses.localization_contrast); weight 0: off.
-    c.train.contrast = ml_collections.ConfigDict(dict(weight=0.0, temperature=0.1))
+    # false_negative_cos: pairs of other classes whose frames or sounds are this alike are no negatives (1: all are)
+    c.train.contrast = ml_collections.ConfigDict(dict(weight=0.0, temperature=0.1, false_negative_cos=1.0))
     c.train.defense = ml_collections.ConfigDict(dict(
         name="none", weight=1.0,                      # MinSim / MaxSim: w * mean cos(f_v, f_a)
         prox_weight=1.0, con_weight=1e-4,             # PCL loss weights

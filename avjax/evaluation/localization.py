@@ -114,6 +114,53 @@ def heatmaps(fns, batch, spec: EvalSpec, methods) -> dict:
     return {k: tuple(np.asarray(x) for x in v) for k, v in maps.items()}
 
 
+METRICS = ("pointing", "mean_iou", "ciou", "auc")
+
+
+def over_seeds(per_seed_results) -> dict:
+    """{model: {input: {metric: [value per seed]}}} of the models with localization results in every seed."""
+    names = [n for n, r in per_seed_results[0].items() if "localization" in r]
+    out = {}
+    for name in names:
+        if not all(name in res and "localization" in res[name] for res in per_seed_results):
+            continue
+        keys = per_seed_results[0][name]["localization"]
+        out[name] = {key: {m: [res[name]["localization"][key][m] for res in per_seed_results] for m in METRICS}
+                     for key in keys}
+    return out
+
+
+def seeds_markdown(located: dict, labels: dict, seeds) -> list[str]:
+    """The localization tables of a multi-seed run: mean ± std over the seeds, and each seed's pointing."""
+    lines = []
+    for name, per_input in located.items():
+        lines += ["", f"## Sound-source localization: {labels.get(name, name)}", "",
+                  f"Mean ± std over {len(seeds)} seeds ({', '.join(map(str, seeds))}); each seed's table is in its "
+                  "own results.md. Pointing: the heat map's maximum inside the sounding object's box; cIoU@0.5: "
+                  "share with IoU >= 0.5 of the map thresholded at 0.5; AUC over IoU thresholds.", "",
+                  "| input | pointing % | mean IoU | cIoU@0.5 % | AUC | pointing % per seed |",
+                  "|---|---|---|---|---|---|"]
+        for key in sorted(per_input, key=_order):
+            cells = per_input[key]
+            stat = lambda m, f: f"{np.mean(cells[m]):{f}} ± {np.std(cells[m], ddof=1) if len(cells[m]) > 1 else 0:{f}}"  # noqa: E731
+            lines.append(f"| {_input_name(key)} | {stat('pointing', '.2f')} | {stat('mean_iou', '.3f')} | "
+                         f"{stat('ciou', '.2f')} | {stat('auc', '.3f')} | "
+                         f"{', '.join(f'{v:.1f}' for v in cells['pointing'])} |")
+    return lines
+
+
+def _order(key):  # clean, then each attack in its settings' order xA, xV, xAV
+    method, _, setting = key.partition("/")
+    return (key != "clean", method, SETTINGS.index(setting) if setting else -1)
+
+
+def _input_name(key):
+    if key == "clean":
+        return "clean"
+    method, setting = key.split("/")
+    return method.upper() + " " + {"xA": "✗A", "xV": "✗V", "xAV": "✗AV"}[setting]
+
+
 def markdown(res: dict, model_label: str) -> list[str]:
     """The localization table of one model for results.md."""
     lines = ["", f"## Sound-source localization: {model_label}", "",
@@ -121,12 +168,7 @@ def markdown(res: dict, model_label: str) -> list[str]:
              "Pointing: the map's maximum inside the box; cIoU@0.5: share with IoU >= 0.5 of the map "
              "thresholded at 0.5; AUC over IoU thresholds.", "",
              "| input | pointing % | mean IoU | cIoU@0.5 % | AUC | n |", "|---|---|---|---|---|---|"]
-    def order(key):  # clean, then each attack in its settings' order xA, xV, xAV
-        method, _, setting = key.partition("/")
-        return (key != "clean", method, SETTINGS.index(setting) if setting else -1)
-    for key, s in sorted(res.items(), key=lambda kv: order(kv[0])):
-        name = "clean" if key == "clean" else key.split("/")[0].upper() + " " + {
-            "xA": "✗A", "xV": "✗V", "xAV": "✗AV"}[key.split("/")[1]]
-        lines.append(f"| {name} | {s['pointing']:.2f} | {s['mean_iou']:.3f} | {s['ciou']:.2f} | "
+    for key, s in sorted(res.items(), key=lambda kv: _order(kv[0])):
+        lines.append(f"| {_input_name(key)} | {s['pointing']:.2f} | {s['mean_iou']:.3f} | {s['ciou']:.2f} | "
                      f"{s['auc']:.3f} | {s['n']} |")
     return lines

@@ -34,14 +34,27 @@ def pcl_terms(fused, label, centres, con_centres):
     return d_prox, d_con
 
 
-def localization_contrast(visual_map, f_a, label, temperature, mask):
+def _unit(x):
+    return x / (jnp.linalg.norm(x, axis=-1, keepdims=True) + 1e-6)
+
+
+def localization_contrast(visual_map, f_a, label, temperature, mask, false_negative_cos=1.0):
     """Supervised audio-visual contrast over the batch (every pair of one class is positive): the mean of the
-    frame-to-sounds and sound-to-frames cross-entropies of S / temperature, S_ij = max_hw cos(f_a^j, f_v^i[h, w])."""
-    v = visual_map / (jnp.linalg.norm(visual_map, axis=-1, keepdims=True) + 1e-6)
-    a = f_a / (jnp.linalg.norm(f_a, axis=-1, keepdims=True) + 1e-6)
+    frame-to-sounds and sound-to-frames cross-entropies of S / temperature, S_ij = max_hw cos(f_a^j, f_v^i[h, w]).
+
+    A pair of another class whose frames look alike (cosine of the pooled visual features) or whose sounds sound
+    alike (cosine of the audio features) above `false_negative_cos` is left out of the negatives: the map cannot
+    tell such a frame's object from the positive's, and asking it to would pull the peak off the object."""
+    v = _unit(visual_map)
+    a = _unit(f_a)
     scores = jnp.max(jnp.einsum("ihwd,jd->ijhw", v, a), axis=(2, 3)) / temperature  # (frames, sounds)
     valid = mask[:, None] * mask[None, :]
-    positive = (label[:, None] == label[None, :]).astype(scores.dtype) * valid
+    same = label[:, None] == label[None, :]
+    positive = same.astype(scores.dtype) * valid
+    if false_negative_cos < 1.0:
+        pooled, sound = jax.lax.stop_gradient(_unit(visual_map.mean(axis=(1, 2)))), jax.lax.stop_gradient(a)
+        alike = (pooled @ pooled.T > false_negative_cos) | (sound @ sound.T > false_negative_cos)
+        valid = valid * (same | ~alike).astype(scores.dtype)
     logits = jnp.where(valid > 0, scores, -1e9)
 
     def multi_positive_ce(lg, pos):  # -log of the softmax mass on the positives, per row
@@ -81,7 +94,8 @@ def objective(logits, out, label, defense_cfg, pcl_params=None, mask=None, contr
             raise ValueError("train.contrast needs the localization model (model.architecture='localization')")
         metrics["contrast"] = localization_contrast(out["visual_map"].astype(jnp.float32),
                                                     out["audio"].astype(jnp.float32), label,
-                                                    contrast_cfg["temperature"], mask)
+                                                    contrast_cfg["temperature"], mask,
+                                                    contrast_cfg.get("false_negative_cos", 1.0))
         total = total + contrast_cfg["weight"] * metrics["contrast"]
     metrics["loss"] = total
     return total, metrics

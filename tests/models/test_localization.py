@@ -138,18 +138,45 @@ def test_contrast_matches_its_definition_and_rewards_the_matching_location():
     assert float(localization_contrast(jnp.asarray(wrong), jnp.asarray(sounds), *args)) > 3.0
 
 
-def test_map_stride_16_doubles_the_map_with_the_same_parameters():
+def test_alike_pairs_of_other_classes_are_no_negatives():
+    """Two classes whose sounds are identical: with elimination, each frame's loss is as if the other class's
+    sound were not in the batch (the map cannot and need not tell them apart)."""
+    from avjax.train.losses import localization_contrast
+    rng = np.random.default_rng(1)
+    vmap = np.abs(rng.normal(size=(4, 2, 2, 5)))
+    f_a = np.abs(rng.normal(size=(4, 5)))
+    f_a[1] = f_a[0] * 2.0                                   # class 1 sounds exactly like class 0
+    label = np.array([0, 1, 2, 3])
+    args = (jnp.asarray(vmap), jnp.asarray(f_a), jnp.asarray(label), 0.1, jnp.ones(4))
+    eliminated = float(localization_contrast(*args, false_negative_cos=0.999))
+    kept = float(localization_contrast(*args))
+    assert eliminated < kept
+    # rows 0 and 1 lose each other as negatives; rows 2 and 3 keep every candidate
+    def row_losses(keep01):
+        s = np.array([[max(vmap[i, y, x] @ f_a[j] / (np.linalg.norm(vmap[i, y, x]) * np.linalg.norm(f_a[j]))
+                           for y in range(2) for x in range(2)) for j in range(4)] for i in range(4)]) / 0.1
+        valid = np.ones((4, 4), bool)
+        if not keep01:
+            valid[0, 1] = valid[1, 0] = False
+        def ce(m):
+            return [-(m[i, i] - np.log(np.exp(m[i][valid[i]]).sum())) for i in range(4)]
+        return 0.5 * (np.array(ce(s)) + np.array(ce(s.T)))
+    np.testing.assert_allclose(eliminated, row_losses(False).mean(), rtol=1e-5)
+    np.testing.assert_allclose(kept, row_losses(True).mean(), rtol=1e-5)
+
+
+def test_finer_maps_with_the_same_parameters():
     image = jax.random.uniform(jax.random.key(1), (2, 64, 64, 3))
     audio = jax.random.uniform(jax.random.key(2), (2, 4096), minval=-1, maxval=1)
     shapes = {}
-    for stride in (32, 16):
+    for stride in (32, 16, 8):
         module = build({"modality": "av", "num_classes": 4, "width": 0.125, "architecture": "localization",
                         "map_stride": stride})
         variables = module.init(jax.random.key(0), image, audio)
         _, out = module.apply(variables, image, audio)
         shapes[stride] = (out["scores"].shape, jax.tree.map(jnp.shape, variables["params"]))
-    assert shapes[32][0] == (2, 2, 2) and shapes[16][0] == (2, 4, 4)
-    assert shapes[32][1] == shapes[16][1]
+    assert shapes[32][0] == (2, 2, 2) and shapes[16][0] == (2, 4, 4) and shapes[8][0] == (2, 8, 8)
+    assert shapes[32][1] == shapes[16][1] == shapes[8][1]
     with pytest.raises(ValueError, match="map_stride"):
         module = build({"modality": "av", "num_classes": 4, "architecture": "localization", "map_stride": 4})
         module.init(jax.random.key(0), image, audio)
