@@ -330,18 +330,34 @@ def evaluate(config, workdir) -> dict:
             plot_sweep(os.path.join(workdir, "figures", f"accuracy_vs_eps_{spec.sweep_method}.png"),
                        sweeps, av[0], f"{config.data.name}: {spec.sweep_method.upper()} accuracy vs eps")
         classes = class_names(config)
-        for name, res in results.items():
-            if "embeddings" in res:
-                from avjax.viz.embeddings import plot_embeddings
-                os.makedirs(os.path.join(workdir, "figures"), exist_ok=True)
-                plot_embeddings(os.path.join(workdir, "figures", f"embeddings_{name}.png"), res["embeddings"],
-                                classes, f"{config.data.name}: {res.get('label') or name}")
+        plot_all_embeddings(config, workdir, results, baseline, classes)
         for name in results:
             if results[name].get("architecture") == "localization" and config.localization.figure_examples:
                 plot_localization(config, workdir, name, models[name], sources, transforms, spec)
         if config.report.examples:
             write_html_report(config, workdir, results, models, sources, transforms, spec, baseline)
     return results
+
+
+def plot_all_embeddings(config, workdir, results, baseline, classes):
+    """figures/embeddings_<model>.png per model (each modality's t-SNE), and figures/embeddings_joint.png: the
+    joint t-SNE of audio and visual features of the baseline and, beside it, of the MinSim model (Figs. 5/6)."""
+    from avjax.viz.embeddings import plot_embeddings, plot_joint_embeddings
+    embedded = {name: res for name, res in results.items() if "embeddings" in res}
+    if not embedded:
+        return
+    os.makedirs(os.path.join(workdir, "figures"), exist_ok=True)
+    for name, res in embedded.items():
+        plot_embeddings(os.path.join(workdir, "figures", f"embeddings_{name}.png"), res["embeddings"],
+                        classes, f"{config.data.name}: {res.get('label') or name}")
+    joint = {n: r for n, r in embedded.items() if "joint" in r["embeddings"]["tsne"]}  # (not in older evaluations)
+    if not joint:
+        return
+    first = baseline if baseline in joint else next(iter(joint))
+    panels = [first] + [n for n, r in joint.items() if r.get("defense") == "minsim" and n != first][:1]
+    plot_joint_embeddings(os.path.join(workdir, "figures", "embeddings_joint.png"),
+                          {report.label(n, embedded[n]): embedded[n]["embeddings"] for n in panels}, classes,
+                          f"{config.data.name}: audio and visual features in one t-SNE, clean and attacked")
 
 
 def write_html_report(config, workdir, results, models, sources, transforms, spec, baseline,

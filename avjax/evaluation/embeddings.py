@@ -6,7 +6,8 @@ For an AV model, the encoders' features of clean inputs and of inputs attacked o
     attack moves an embedding out of its class's cluster (clean features: leave-one-out on themselves);
   * silhouette of the class labels (cosine) among clean features and among attacked features;
   * the audio-visual cosine similarity of the clean and the attacked pairs (what MinSim minimises);
-and a t-SNE (scikit-learn) of clean and attacked features together gives the 2-D points of the figure.
+and a t-SNE (scikit-learn) of clean and attacked features gives the 2-D points of the figures: one per modality,
+and one of both modalities together (the paper's Figs. 5/6).
 """
 import jax
 import numpy as np
@@ -77,10 +78,28 @@ def evaluate(fns, source, transform, spec: EvalSpec, *, method, examples, k, per
                   metric="cosine").fit_transform(both)
         tsne[modality] = {"xy": xy.round(3).tolist(), "labels": np.concatenate([labels, labels]).tolist(),
                           "attacked": [False] * len(labels) + [True] * len(labels)}
+    tsne["joint"] = joint_tsne(feats, labels, perplexity=perplexity, seed=seed)
     cos = lambda a, b: float(np.mean(np.sum(_unit(a) * _unit(b), -1)))  # noqa: E731
     metrics["av_cosine"] = {"clean": cos(feats["visual"], feats["audio"]),
                             "attacked": cos(feats["visual_attacked"], feats["audio_attacked"])}
     return {"metrics": metrics, "tsne": tsne, "method": method}
+
+
+JOINT_PARTS = (("audio", False), ("visual", False), ("audio", True), ("visual", True))
+
+
+def joint_tsne(feats: dict, labels, *, perplexity, seed) -> dict:
+    """One t-SNE (cosine) of audio and visual features, clean and attacked, together (appendix Figs. 5/6):
+    -> {'xy', 'labels', 'modality', 'attacked'}, one entry per point. Both encoders' features have one
+    dimension in the paper's models, so one embedding shows how far apart the modalities lie and where an
+    attack moves each."""
+    stacked = np.concatenate([feats[m + ("_attacked" if adv else "")] for m, adv in JOINT_PARTS])
+    xy = TSNE(n_components=2, perplexity=min(perplexity, (len(stacked) - 1) / 3), init="pca", random_state=seed,
+              metric="cosine").fit_transform(stacked)
+    n = len(labels)
+    return {"xy": xy.round(3).tolist(), "labels": np.tile(labels, len(JOINT_PARTS)).tolist(),
+            "modality": [m for m, _ in JOINT_PARTS for _ in range(n)],
+            "attacked": [adv for _, adv in JOINT_PARTS for _ in range(n)]}
 
 
 def markdown(results: dict, label) -> list[str]:

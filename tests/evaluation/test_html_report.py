@@ -52,6 +52,18 @@ def test_embeddings_are_measured_and_drawn(report):
         assert -1 <= m["silhouette_clean"] <= 1
     assert "## Embeddings under PGD" in open(workdir / "results.md").read()
     assert os.path.getsize(workdir / "figures" / "embeddings_av.png") > 10_000
+    assert os.path.getsize(workdir / "figures" / "embeddings_joint.png") > 10_000   # one t-SNE of both modalities
+
+
+def test_joint_embedding_holds_both_modalities_clean_and_attacked():
+    from avjax.evaluation.embeddings import joint_tsne
+    rng = np.random.default_rng(0)
+    feats = {k: np.abs(rng.normal(size=(12, 6))) for k in ("audio", "visual", "audio_attacked", "visual_attacked")}
+    labels = np.arange(12) % 3
+    t = joint_tsne(feats, labels, perplexity=5, seed=0)
+    assert np.asarray(t["xy"]).shape == (48, 2) and t["labels"] == labels.tolist() * 4
+    assert t["modality"] == ["audio"] * 12 + ["visual"] * 12 + ["audio"] * 12 + ["visual"] * 12
+    assert t["attacked"] == [False] * 24 + [True] * 24
 
 
 def test_knn_accuracy_closed_form():

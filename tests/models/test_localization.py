@@ -188,3 +188,15 @@ def test_contrast_needs_the_localization_model():
     out = {"visual": jnp.ones((2, 4)), "audio": jnp.ones((2, 4)), "fused": jnp.ones((2, 8))}
     with pytest.raises(ValueError, match="localization model"):
         objective(logits, out, jnp.array([0, 1]), {"name": "none"}, contrast_cfg={"weight": 1.0, "temperature": 0.1})
+
+
+def test_localization_over_seeds_is_mean_and_std_with_each_seed():
+    def run(pointing):
+        summary = {"pointing": pointing, "mean_iou": 0.5, "ciou": 40.0, "auc": 0.5, "n": 10}
+        return {"av": {"localization": {"clean": summary, "pgd/xA": dict(summary, pointing=pointing / 2)}},
+                "audio": {"methods": {}}}
+    located = localization.over_seeds([run(60.0), run(40.0)])
+    assert list(located) == ["av"] and located["av"]["clean"]["pointing"] == [60.0, 40.0]
+    md = "\n".join(localization.seeds_markdown(located, {"av": "AV localization"}, [0, 1]))
+    assert "| clean | 50.00 ± 14.14 | 0.500 ± 0.000 | 40.00 ± 0.00 | 0.500 ± 0.000 | 60.0, 40.0 |" in md
+    assert md.index("| clean |") < md.index("| PGD ✗A |")
