@@ -8,7 +8,7 @@ the code that produced the paper's numbers (SGD 0.9, wd 1e-4, lr audio 1e-3 / vi
 100 epochs with x0.1 at (30, 60, 90), batch 36); `recipe=appendix` gives the appendix's stated recipe.
 Trains the AV (concat) model and the two unimodal baselines, then evaluates FGSM / PGD / MIM at the
 paper's eps (visual eps in ImageNet-normalised units). Expect hours per model on one GPU.
-Variants: fusion= (a name or all), modality=, defense=, recipe=, protocol=paper, runlocal.
+Variants: fusion= (a name or all), modality=, defense=, recipe=, protocol=paper|attack_script, runlocal.
 """
 from avjax.configs import base as config_base
 from avjax.configs.paper import paper_config

@@ -169,7 +169,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval.control_gain = 10.0         # it holds when an AT row gains >= this many points under every attack ...
     c.eval.control_clean_cost = 15.0   # ... losing <= this many points of clean accuracy
     c.eval.clean_tolerance = 2.0       # the defense findings: a defense keeps clean accuracy within this many points
-    c.eval.study = "corrected"         # named in results.md: 'corrected' (avjax's attacks) | 'paper' (protocol=paper)
+    c.eval.study = "corrected"         # named in results.md: 'corrected' (avjax's attacks) | 'paper' | 'attack_script'
     # 'table': the paper's FGSM / PGD / MIM table (eval.methods); 'standard' adds the standard protocol
     # (APGD-CE, APGD-T, Square, adaptive attacks on defenses, worst case per example, gradient-masking
     # checklist) and writes leaderboard.json. See avjax.evaluation.protocol.

@@ -86,8 +86,9 @@ def header(results: dict, spec, baseline: str) -> str:
     loss_note = (f"loss `{spec.loss}`" if losses == [spec.loss] else
                  "loss per model: " + ", ".join(f"{label(n, r)} `{r.get('attack_loss', spec.loss)}`"
                                                 for n, r in results.items()))
-    study = ("the released attack study (`protocol=paper`)" if getattr(spec, "study", "corrected") == "paper"
-             else "avjax's corrected attacks (default)")
+    study = {"paper": "the released attack study at the paper's tables' eps (`protocol=paper`)",
+             "attack_script": "the released attack script (`protocol=attack_script`)"}.get(
+                 getattr(spec, "study", "corrected"), "avjax's corrected attacks (default)")
     return (f"Protocol: {study}. Units: `{spec.units}`; attack variant `{spec.variant}`, {loss_note}; "
             f"xA eps_audio={spec.eps_audio_only}, xV eps_visual={spec.eps_visual_only}, "
             f"xAV eps={spec.eps_joint} on each; PGD/MIM {spec.steps} steps of eps/8. "

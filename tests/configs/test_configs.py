@@ -297,10 +297,16 @@ def test_protocol_paper_sets_every_choice_of_the_released_attack_study():
         assert default.eval.study == "corrected" and default.eval.variant == "standard"
         ev = paper.eval
         assert (ev.study, ev.units, ev.variant, ev.batch_size) == ("paper", "normalized", "original", batch)
-        assert (ev.eps_audio_only, ev.eps_visual_only, ev.eps_joint) == (0.012, 0.012, 0.006)
+        # the tables' eps: one 0.006 in every setting (appendix Table 1's None row is Table 2's)
+        assert (ev.eps_audio_only, ev.eps_visual_only, ev.eps_joint) == (0.006, 0.006, 0.006)
         assert len(ev.sweep_eps) > 2 and 0.006 in ev.sweep_eps and 0.012 in ev.sweep_eps
         md = report.markdown({}, EvalSpec.from_config(ev), "av", "t")
-        assert "Protocol: the released attack study (`protocol=paper`)" in md
+        assert "Protocol: the released attack study at the paper's tables' eps (`protocol=paper`)" in md
+        script = load(name, "protocol=attack_script").eval   # the released main_attack.py: 0.012 for one modality
+        assert (script.eps_audio_only, script.eps_visual_only, script.eps_joint) == (0.012, 0.012, 0.006)
+        assert {k: v for k, v in script.items() if not k.startswith(("eps_", "study"))} == \
+            {k: v for k, v in ev.items() if not k.startswith(("eps_", "study"))}
+        assert "(`protocol=attack_script`)" in report.markdown({}, EvalSpec.from_config(script), "av", "t")
     with pytest.raises(ValueError, match="unknown config variant"):
         load("synthetic", "protocol=paper")
     with pytest.raises(ValueError, match="unknown protocol"):
