@@ -72,11 +72,12 @@ def sweep_table(sweeps: dict, labels: dict, cells, note: str = "") -> list[str]:
         return []
     first = next(iter(sweeps.values()))
     lines = ["", f"## Accuracy vs eps ({first['method'].upper()}{note})", "",
-             "| model | setting | " + " | ".join(f"{e * 1e3:g}e-3" for e in first["eps"]) + " |",
+             "| model | setting | " + " | ".join(f"ε = {e:g}" for e in first["eps"]) + " |",
              "|---|---|" + "---|" * len(first["eps"])]
+    names = {"xA": "✗A", "xV": "✗V", "xAV": "✗AV"}
     for name, sw in sweeps.items():
         for setting in SETTINGS:
-            lines.append(f"| {labels.get(name, name)} | {setting} | " + " | ".join(cells(sw, setting)) + " |")
+            lines.append(f"| {labels.get(name, name)} | {names[setting]} | " + " | ".join(cells(sw, setting)) + " |")
     return lines
 
 

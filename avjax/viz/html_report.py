@@ -3,7 +3,8 @@ from disk (no server, no network, no script).
 
 The gallery shows, per example, the clean frame and the adversarial frame of each setting with its
 perturbation amplified to full contrast (the factor is printed), players for the clean and adversarial
-waveforms (32-bit float wav, so the perturbation is exact), the true label and the prediction per setting,
+waveforms (32-bit float wav, so the perturbation is exact) with their spectrograms and the audio perturbation's,
+the true label and the prediction per setting,
 and the perturbation's size: pixel L-inf in /255 and audio SNR in dB. Every string that comes from data or
 a config (class names, example IDs, model names, the tables) is HTML-escaped.
 """
@@ -21,10 +22,12 @@ SETTING_NAMES = {"clean": "clean", "xA": "✗A (audio attacked)", "xV": "✗V (f
                  "xAV": "✗AV (both attacked)"}
 
 CSS = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1400px; color: #222; }
 table { border-collapse: collapse; margin: 1em 0; } td, th { border: 1px solid #ccc; padding: 3px 8px; }
-th { background: #f3f3f3; } .example { border: 1px solid #bbb; border-radius: 6px; padding: 1em; margin: 1.5em 0; }
-.example td { vertical-align: middle; text-align: center; } img.frame { width: 160px; image-rendering: pixelated; }
+th { background: #f3f3f3; } .example { border: 1px solid #bbb; border-radius: 6px; padding: 1em; margin: 1.5em 0;
+  overflow-x: auto; }
+.example td { vertical-align: middle; text-align: center; } img.frame { width: 140px; image-rendering: pixelated; }
+img.spec { width: 176px; } audio { width: 240px; }
 .wrong { color: #b00020; font-weight: bold; } .right { color: #1b7f1b; } figure img { max-width: 100%; }
 """
 
@@ -61,6 +64,25 @@ def _amplified(delta):
     return 0.5 + delta * (0.5 / peak), 0.5 / peak
 
 
+SPECTROGRAM_RANGE_DB = 80.0   # colour range below the clean waveform's loudest bin
+
+
+def spectrogram_db(wave, sample_rate, nperseg=256):
+    """Log-magnitude STFT (dB, frequency x time, low frequencies last row first) of a waveform."""
+    from scipy.signal import stft
+    _, _, z = stft(np.asarray(wave, np.float64), fs=sample_rate, nperseg=min(nperseg, len(wave)))
+    return 20 * np.log10(np.abs(z) + 1e-10)[::-1]
+
+
+def _save_spectrogram(path, db, top_db):
+    """The spectrogram as a colour image on a fixed scale [top_db - range, top_db], so that a clean waveform,
+    its adversarial version and the perturbation are drawn alike (a quiet perturbation shows dark)."""
+    from matplotlib import colormaps
+    level = np.clip((db - (top_db - SPECTROGRAM_RANGE_DB)) / SPECTROGRAM_RANGE_DB, 0, 1)
+    rgb = colormaps["magma"](level)[..., :3]
+    Image.fromarray(np.round(rgb * 255).astype(np.uint8)).resize((192, 96), Image.NEAREST).save(path)
+
+
 def _prediction(pred, label, classes):
     cls = "right" if pred == label else "wrong"
     return f'<span class="{cls}">{_esc(classes[pred])}</span>'
@@ -70,9 +92,13 @@ def _example_html(i, g, classes, ids, media_dir, sample_rate):
     rel = os.path.basename(media_dir)
     _save_png(os.path.join(media_dir, f"{i}_clean.png"), g["image"][i])
     soundfile.write(os.path.join(media_dir, f"{i}_clean.wav"), g["audio"][i], sample_rate, subtype="FLOAT")
+    clean_db = spectrogram_db(g["audio"][i], sample_rate)
+    top_db = float(clean_db.max())
+    _save_spectrogram(os.path.join(media_dir, f"{i}_clean_spec.png"), clean_db, top_db)
     label = int(g["label"][i])
     rows = [f'<tr><td>clean</td><td><img class="frame" src="{rel}/{i}_clean.png" alt="clean frame"></td>'
-            f'<td>—</td><td><audio controls preload="metadata" src="{rel}/{i}_clean.wav"></audio></td>'
+            f'<td>—</td><td><audio controls preload="metadata" src="{rel}/{i}_clean.wav"></audio><br>'
+            f'<img class="spec" src="{rel}/{i}_clean_spec.png" alt="clean spectrogram"></td><td>—</td>'
             f'<td>{_prediction(int(g["pred"]["clean"][i]), label, classes)}</td><td>0</td><td>∞</td></tr>']
     for setting in [s for s in SETTING_NAMES if s in g["adv"]]:  # xA, xV, xAV (pytrees sort their keys)
         adv_image, adv_audio = g["adv"][setting]
@@ -80,6 +106,10 @@ def _example_html(i, g, classes, ids, media_dir, sample_rate):
         picture, factor = _amplified(adv_image[i] - g["image"][i])
         _save_png(os.path.join(media_dir, f"{i}_{setting}_delta.png"), picture)
         soundfile.write(os.path.join(media_dir, f"{i}_{setting}.wav"), adv_audio[i], sample_rate, subtype="FLOAT")
+        _save_spectrogram(os.path.join(media_dir, f"{i}_{setting}_spec.png"),
+                          spectrogram_db(adv_audio[i], sample_rate), top_db)
+        _save_spectrogram(os.path.join(media_dir, f"{i}_{setting}_audio_delta.png"),
+                          spectrogram_db(adv_audio[i] - g["audio"][i], sample_rate), top_db)
         amp = f"×{factor:.0f}" if factor else "none"
         snr = g["snr_db"][setting][i]
         rows.append(
@@ -87,11 +117,15 @@ def _example_html(i, g, classes, ids, media_dir, sample_rate):
             f'<td><img class="frame" src="{rel}/{i}_{setting}.png" alt="adversarial frame, {setting}"></td>'
             f'<td><img class="frame" src="{rel}/{i}_{setting}_delta.png" alt="perturbation, {setting}">'
             f'<br><small>amplified {amp}</small></td>'
-            f'<td><audio controls preload="metadata" src="{rel}/{i}_{setting}.wav"></audio></td>'
+            f'<td><audio controls preload="metadata" src="{rel}/{i}_{setting}.wav"></audio><br>'
+            f'<img class="spec" src="{rel}/{i}_{setting}_spec.png" alt="adversarial spectrogram, {setting}"></td>'
+            f'<td><img class="spec" src="{rel}/{i}_{setting}_audio_delta.png" '
+            f'alt="audio perturbation spectrogram, {setting}"></td>'
             f'<td>{_prediction(int(g["pred"][setting][i]), label, classes)}</td>'
             f'<td>{g["linf_255"][setting][i]:.2f}</td><td>{"∞" if np.isinf(snr) else f"{snr:.1f} dB"}</td></tr>')
-    head = ("<tr><th>input</th><th>frame</th><th>perturbation</th><th>waveform</th><th>prediction</th>"
-            "<th>pixel L∞ (/255)</th><th>audio SNR</th></tr>")
+    head = ("<tr><th>input</th><th>frame</th><th>perturbation</th><th>waveform (spectrogram)</th>"
+            "<th>audio perturbation (spectrogram)</th><th>prediction</th><th>pixel L∞ (/255)</th>"
+            "<th>audio SNR</th></tr>")
     return (f'<div class="example" id="example-{i}"><h3>{_esc(ids[i])} — true label: {_esc(classes[label])}'
             f'</h3><table>{head}{"".join(rows)}</table></div>')
 
@@ -121,7 +155,9 @@ def write(out_dir, *, title, results_md, figures, gallery, classes, ids, sample_
 <section id="figures"><h2>Figures</h2>{''.join(figure_html) or '<p>none</p>'}</section>
 <section id="gallery"><h2>Examples: model {_esc(model)} under {_esc(gallery['method'].upper())}</h2>
 <p>Each adversarial frame's perturbation is shown amplified to full contrast (grey = unchanged). Predictions in
-red are wrong. Audio players play the waveform the model saw (32-bit float wav).</p>
+red are wrong. Audio players play the waveform the model saw (32-bit float wav); below each, its spectrogram,
+and beside it the spectrogram of the audio perturbation, all on one scale (the clean waveform's loudest bin
+down {SPECTROGRAM_RANGE_DB:g} dB), so a quiet perturbation shows dark.</p>
 {''.join(examples)}</section>
 </body></html>
 """

@@ -35,7 +35,7 @@ def test_report_folder_has_every_example_and_escapes_data(report):
     assert "&lt;script&gt;alert(" in page and "&lt;/script&gt;&amp;&lt;i&gt;" in page and "&lt;img src=x" in page
     assert len(re.findall(r'class="example"', page)) == 3
     media = sorted(os.listdir(workdir / "report" / "media"))
-    assert len([m for m in media if m.endswith(".wav")]) == 3 * 4 and len([m for m in media if m.endswith(".png")]) == 3 * 7
+    assert len([m for m in media if m.endswith(".wav")]) == 3 * 4 and len([m for m in media if m.endswith(".png")]) == 3 * 14
     assert os.path.isfile(workdir / "report" / "figures" / "accuracy_vs_eps_pgd.png")
     assert os.path.isfile(workdir / "report" / "figures" / "embeddings_av.png")
     for src in re.findall(r'src="([^"]+)"', page):  # every referenced file is inside the folder
