@@ -14,7 +14,8 @@ import numpy as np
 from sklearn.manifold import TSNE
 from sklearn.metrics import silhouette_score
 
-from avjax.evaluation.robustness import EvalSpec, _gather, adversarial_inputs, eval_batches
+from avjax.evaluation.common import eval_batches, gather
+from avjax.evaluation.robustness import EvalSpec, adversarial_inputs
 
 
 def _features(fns, batch, spec, method):
@@ -61,8 +62,8 @@ def evaluate(fns, source, transform, spec: EvalSpec, *, method, examples, k, per
         feats = _jit_features(fns, {k_: batch[k_] for k_ in ("image", "audio", "label")}, spec, method)
         keep = np.asarray(mask)
         for key, value in feats.items():
-            parts.setdefault(key, []).append(_gather(value)[keep])
-        labels.append(_gather(batch["label"])[keep])
+            parts.setdefault(key, []).append(gather(value)[keep])
+        labels.append(gather(batch["label"])[keep])
     labels = np.concatenate(labels)[:examples]
     feats = {key: np.concatenate(v)[:examples].astype(np.float64) for key, v in parts.items()}
     metrics, tsne = {}, {}

@@ -14,7 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from avjax import parallel
-from avjax.evaluation.robustness import SETTINGS, EvalSpec, _gather, adversarial_inputs, eval_batches
+from avjax.evaluation.common import SETTINGS, eval_batches, gather
+from avjax.evaluation.robustness import EvalSpec, adversarial_inputs
 from avjax.models.localization import heatmap
 
 THRESHOLD = 0.5
@@ -103,8 +104,8 @@ def evaluate(fns, source, transform, spec: EvalSpec, *, batch_size, mesh, worker
         keep = np.asarray(mask)
         for key, (hit, iou) in scores.items():
             hits, ious = per_input.setdefault(key, ([], []))
-            hits.extend(_gather(hit)[keep].tolist())
-            ious.extend(_gather(iou)[keep].tolist())
+            hits.extend(gather(hit)[keep].tolist())
+            ious.extend(gather(iou)[keep].tolist())
     return {key: summarize(h, i) for key, (h, i) in per_input.items()}
 
 

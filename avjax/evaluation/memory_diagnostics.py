@@ -23,7 +23,8 @@ import numpy as np
 from avjax import parallel
 from avjax.attacks import ModelFns
 from avjax.defenses.memory import MODALITIES, memory_codes
-from avjax.evaluation.robustness import SETTINGS, EvalSpec, _gather, adversarial_inputs, eval_batches
+from avjax.evaluation.common import SETTINGS, eval_batches, gather
+from avjax.evaluation.robustness import EvalSpec, adversarial_inputs
 
 ATTACKED_ALONE = {"visual": "xV", "audio": "xA"}
 
@@ -127,15 +128,15 @@ def evaluate(fns, source, transform, spec: EvalSpec, *, method, examples, blends
                                           max_examples=examples, desc=f"memory {name}"):
         batch = {k: batch[k] for k in ("image", "audio", "label")}
         keep = np.asarray(mask)
-        labels.append(_gather(batch["label"])[keep])
+        labels.append(gather(batch["label"])[keep])
         feats = _jit_features(fns, batch, spec, method)
         for modality, kinds in feats.items():
             for kind, arrays in kinds.items():
                 for store, x in zip(parts[modality][kind], arrays):
-                    store.append(_gather(x)[keep])
+                    store.append(gather(x)[keep])
         for acc, model in zip(correct, blended):
             for key, hit in _jit_accuracy(model, batch, spec, method).items():
-                acc.setdefault(key, []).append(_gather(hit)[keep])
+                acc.setdefault(key, []).append(gather(hit)[keep])
     labels = np.concatenate(labels)
     memory = jax.device_get(fns.variables["memory"])
     atom_labels = None if atom_labels is None else np.asarray(atom_labels)

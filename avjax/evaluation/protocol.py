@@ -36,7 +36,8 @@ import numpy as np
 from avjax import attacks, parallel
 from avjax.configs.base import build_spec
 from avjax.evaluation.progress import NoProgress
-from avjax.evaluation.robustness import NON_FINITE, SETTING_MODALITIES, SETTINGS, _correct, _gather, eval_batches
+from avjax.evaluation.common import NON_FINITE, SETTINGS, correctness, eval_batches, gather
+from avjax.evaluation.robustness import SETTING_MODALITIES
 
 log = logging.getLogger(__name__)
 CHECKS = ("more_steps", "large_eps", "black_box", "transfer", "zero_gradient")
@@ -161,13 +162,13 @@ def swap_correct(fns, batch, *, setting: int, candidates: int):
     black-box, unbounded attack that an unbounded white-box attack can always match."""
     image, audio, label = batch["image"], batch["audio"], batch["label"]
     on_v, on_a = SETTING_MODALITIES[SETTINGS[setting]]
-    correct = _correct(fns, image, audio, label)
+    correct = correctness(fns, image, audio, label)
 
     def fooled_by(k):
         other = jnp.roll(label, k)
         img = jnp.roll(image, k, axis=0) if on_v else image
         aud = jnp.roll(audio, k, axis=0) if on_a else audio
-        return (other != label) & (_correct(fns, img, aud, label) == 0)
+        return (other != label) & (correctness(fns, img, aud, label) == 0)
 
     ks = jnp.arange(1, max(min(candidates, label.shape[0] - 1), 0) + 1)
     fooled = jax.lax.map(fooled_by, ks).any(0) if ks.size else jnp.zeros(label.shape, bool)
@@ -186,17 +187,17 @@ def attack_once(fns, batch, eps_visual, eps_audio, key, transfer_fns=None, *, sp
         cfg = attacks.fab_config(steps=spec.apgd_steps, restarts=spec.apgd_restarts, unroll=spec.unroll,
                                  targeted=kind == "fab-t", target_classes=spec.target_classes, **flags, **common)
         adv = attacks.run_fab(fns, image, audio, label, eps_visual, eps_audio, cfg, key)
-        return _correct(fns, *adv, label)
+        return correctness(fns, *adv, label)
     if kind == "feature-collision":
         cfg = attacks.collision_config(steps=spec.apgd_steps, unroll=spec.unroll, **flags, **common)
         adv = attacks.run_feature_collision(fns, image, audio, label, eps_visual, eps_audio, cfg)
-        return _correct(fns, *adv, label)
+        return correctness(fns, *adv, label)
     if kind == "swap":
         return swap_correct(fns, batch, setting=setting, candidates=spec.swap_candidates)
     if kind == "square":
         cfg = attacks.square_config(queries=spec.square_queries, p_init=spec.square_p_init, **flags, **common)
         adv, _ = attacks.run_square(fns, image, audio, label, eps_visual, eps_audio, cfg, key)
-        return _correct(fns, *adv, label)
+        return correctness(fns, *adv, label)
     apgd = dict(common, steps=spec.apgd_steps, restarts=spec.apgd_restarts, unroll=spec.unroll)
     attacked = fns
     if kind == "apgd-t":
@@ -214,7 +215,7 @@ def attack_once(fns, batch, eps_visual, eps_audio, key, transfer_fns=None, *, sp
         raise ValueError(f"unknown protocol attack {kind!r}")
     cfg = attacks.apgd_config(**flags, **apgd)
     adv = attacks.run_apgd(attacked, image, audio, label, eps_visual, eps_audio, cfg, key)
-    return _correct(fns, *adv, label)
+    return correctness(fns, *adv, label)
 
 
 def attack_key(root, batch_index: int, setting: int, name: str):
@@ -272,7 +273,7 @@ def attack_batches(fns, batches, spec: ProtocolSpec, *, mesh, root, name="model"
     has_memory = getattr(getattr(fns, "module", None), "memory", None) is not None
     names = spec.attack_list(has_memory, transfer_fns is not None)
     run = jax.jit(attack_once, static_argnames=("spec", "kind", "setting"))
-    clean_fn = jax.jit(_correct)
+    clean_fn = jax.jit(correctness)
     zero_fn = jax.jit(zero_gradient, static_argnames=("setting",))
     per = {"clean": [], **{(s, a): [] for s in spec.setting_indices() for a in names}}
     if spec.checklist:
@@ -282,7 +283,7 @@ def attack_batches(fns, batches, spec: ProtocolSpec, *, mesh, root, name="model"
     def stored_or(part, index, compute):
         arrays = progress.get(part, index)
         if arrays is None:
-            arrays = {"correct": _gather(compute())}
+            arrays = {"correct": gather(compute())}
             progress.put(part, index, arrays)
         return arrays["correct"]
 

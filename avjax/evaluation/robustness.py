@@ -17,17 +17,14 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.experimental import multihost_utils
-from tqdm import tqdm
 
 from avjax import attacks, parallel
 from avjax.attacks.core import clean_gradients
 from avjax.configs.base import build_spec
-from avjax.data import pipeline
+from avjax.evaluation.common import NON_FINITE, SETTINGS, correctness, eval_batches, gather, logit_correctness
 from avjax.evaluation.progress import NoProgress
 
 log = logging.getLogger(__name__)
-SETTINGS = ("xA", "xV", "xAV")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,18 +69,6 @@ class EvalSpec:
         return opts
 
 
-def _correct(fns, image, audio, label):
-    return _correct_logits(fns(image, audio)[0], label)
-
-
-def _correct_logits(logits, label):
-    correct = (jnp.argmax(logits, -1) == label).astype(jnp.int8)
-    return jnp.where(jnp.all(jnp.isfinite(logits), -1), correct, jnp.int8(NON_FINITE))
-
-
-NON_FINITE = -1  # a per-example result whose logits were not finite: evaluation stops with an error
-
-
 def adversarial_inputs(fns, batch, spec: EvalSpec, method: str) -> list:
     """-> [(adv_image, adv_audio)] of `method` in the settings xA, xV, xAV (in that order)."""
     image, audio, label = batch["image"], batch["audio"], batch["label"]
@@ -109,7 +94,7 @@ def clean_and_gradients(fns, batch, spec: EvalSpec):
     per batch here, they spare each of those programs one forward/backward pass (~7 % of the table)."""
     cfg = attacks.make_config("fgsm", eps_visual=1.0, eps_audio=1.0, **spec.attack_options("fgsm"))
     gradients, (_, logits) = clean_gradients(fns, batch["image"], batch["audio"], batch["label"], cfg)
-    return _correct_logits(logits, batch["label"]), gradients
+    return logit_correctness(logits, batch["label"]), gradients
 
 
 def fgsm_batch(fns, batch, spec: EvalSpec, settings: tuple, gradients=None):
@@ -118,7 +103,7 @@ def fgsm_batch(fns, batch, spec: EvalSpec, settings: tuple, gradients=None):
     image, audio, label = batch["image"], batch["audio"], batch["label"]
     advs = attacks.fgsm_settings(fns, image, audio, label, settings, **spec.attack_options("fgsm"),
                                  gradients=gradients)
-    return {name: _correct(fns, v, a, label) for name, (v, a) in zip(SETTINGS, advs)}
+    return {name: correctness(fns, v, a, label) for name, (v, a) in zip(SETTINGS, advs)}
 
 
 def setting_batch(fns, batch, eps_visual, eps_audio, mim, spec: EvalSpec, setting: str, gradients=None):
@@ -131,7 +116,7 @@ def setting_batch(fns, batch, eps_visual, eps_audio, mim, spec: EvalSpec, settin
     image, audio, label = batch["image"], batch["audio"], batch["label"]
     adv_v, adv_a = attacks.run_attack(fns, image, audio, label, eps_visual * on_v, eps_audio * on_a, cfg, mim=mim,
                                       first_gradients=gradients)
-    return _correct(fns, adv_v, adv_a, label)
+    return correctness(fns, adv_v, adv_a, label)
 
 
 # Module-level jits: every model of a run (and every seed) with the same module and shapes reuses them.
@@ -189,35 +174,6 @@ def sweep_batch(fns, batch, spec: EvalSpec, eps_values, clean, table=None, gradi
     return {name: jnp.stack(r) for name, r in rows.items()}
 
 
-def _gather(x):
-    if jax.process_count() == 1:
-        return np.asarray(x)
-    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
-
-
-def eval_batches(source, transform, *, batch_size, mesh, workers, max_examples, desc):
-    """Yield (index, global batch, mask (B,) bool, examples seen before it) over a test source, with a
-    progress bar; stops once `max_examples` (0: all) real examples were yielded."""
-    local_batch = parallel.check_batch_size(batch_size, mesh)
-    n_batches = pipeline.num_eval_batches(source, local_batch)
-    if max_examples:
-        n_batches = min(n_batches, -(-max_examples // batch_size))
-    batches = pipeline.eval_dataset(source, transform, batch_size=local_batch, workers=workers)
-    bar = tqdm(total=n_batches, desc=desc, unit="batch", disable=jax.process_index() != 0, mininterval=5)
-    seen = 0
-    try:
-        for index, local in enumerate(pipeline.exactly(batches, n_batches)):
-            batch = parallel.global_batch(local, mesh)
-            mask = _gather(batch["mask"]) > 0
-            yield index, batch, mask, seen
-            seen += int(mask.sum())
-            bar.update(1)
-            if max_examples and seen >= max_examples:
-                break
-    finally:
-        bar.close()
-
-
 def evaluate_model(fns, source, transform, spec: EvalSpec, *, batch_size, mesh=None,
                    max_examples=0, workers=0, name="model", progress=None):
     """-> {'n', 'clean', method: {setting: accuracy}, 'per_example': ..., 'sweep': ...}.
@@ -238,17 +194,17 @@ def evaluate_model(fns, source, transform, spec: EvalSpec, *, batch_size, mesh=N
         if arrays is None:
             arrays, timings = {}, {}
             clean, gradients = _jit_clean_gradients(fns, batch, spec)
-            arrays["clean:all"] = _gather(clean)
+            arrays["clean:all"] = gather(clean)
             table = {}
             for method in spec.methods:
                 t0 = time.perf_counter()
                 table[method] = method_batch(fns, batch, spec, method, clean, gradients)
-                arrays.update({f"{method}:{k}": _gather(v) for k, v in table[method].items()})
+                arrays.update({f"{method}:{k}": gather(v) for k, v in table[method].items()})
                 timings[method] = time.perf_counter() - t0
             if spec.sweep_eps and not (spec.sweep_max_examples and seen >= spec.sweep_max_examples):
                 t0 = time.perf_counter()
                 res = sweep_batch(fns, batch, spec, spec.sweep_eps, clean, table.get(spec.sweep_method), gradients)
-                arrays.update({f"sweep:{k}": _gather(v) for k, v in res.items()})
+                arrays.update({f"sweep:{k}": gather(v) for k, v in res.items()})
                 timings["sweep"] = time.perf_counter() - t0
             progress.put("table", index, arrays)
             log.info("attack %s: batch %d, %s", name, index + 1,

@@ -8,7 +8,7 @@ from avjax import attacks
 from avjax.attacks import apgd_attack
 from avjax.attacks import losses
 from avjax.attacks.threat import pixel_eps
-from avjax.evaluation import protocol
+from avjax.evaluation import common, protocol
 
 SETTINGS = {"xA": (0.0, 0.03), "xV": (0.03, 0.0), "xAV": (0.015, 0.015)}
 
@@ -177,7 +177,7 @@ _attack_once = jax.jit(protocol.attack_once, static_argnames=("spec", "kind", "s
 
 
 def _run_protocol(fns, batch, spec, names, settings=(0, 1, 2)):
-    correct = {"clean": np.asarray(protocol._correct(fns, batch["image"], batch["audio"], batch["label"]))}
+    correct = {"clean": np.asarray(common.correctness(fns, batch["image"], batch["audio"], batch["label"]))}
     for s in settings:
         for name in names:
             kind, factor = protocol.program_of(name, spec, s)
