@@ -62,6 +62,16 @@ def _avjax_imports(path):
                     yield a.name.split(".")[1]
 
 
+def _avjax_modules(path):
+    """Full names of the avjax modules a file imports (`from avjax.data import sources` -> avjax.data.sources)."""
+    for node in ast.walk(ast.parse(open(path).read())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("avjax"):
+            yield node.module
+            yield from (f"{node.module}.{a.name}" for a in node.names)
+        elif isinstance(node, ast.Import):
+            yield from (a.name for a in node.names if a.name.startswith("avjax"))
+
+
 def test_imports_run_from_higher_layers_to_lower_ones():
     bad = []
     for layer, allowed in ALLOWED.items():
@@ -78,6 +88,16 @@ def test_imports_run_from_higher_layers_to_lower_ones():
 def test_no_import_cycle_between_layout_a_and_tfds():
     src = open(os.path.join(ROOT, "data", "layout_a.py")).read()
     assert "tfds" not in src
+
+
+def test_sources_choose_the_formats_and_no_format_imports_sources():
+    """`data/sources.py` imports each format (decoded, layout A, TFDS); none of them imports it back."""
+    for name in ("decoded", "layout_a", "tfds", "preprocess", "synthetic"):
+        base = os.path.join(ROOT, "data", name)
+        paths = [base + ".py"] if os.path.isfile(base + ".py") else [
+            os.path.join(base, f) for f in os.listdir(base) if f.endswith(".py")]
+        for path in paths:
+            assert "avjax.data.sources" not in set(_avjax_modules(path)), f"{path} imports avjax.data.sources"
 
 
 def test_selfcheck_passes():

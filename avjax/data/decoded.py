@@ -436,13 +436,12 @@ def check_matches(directory, data_cfg, spec):
 def main(argv):
     from absl import flags
 
-    from avjax.data import sources
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True)
     config = flags.FLAGS.config
     if config.data.get("preset") == "folder" and not config.data.classes:   # configs/folder.py: from the folder
         with config.unlocked():
             config.data.classes = layout_a.folder_classes(config.data.root)
-    out = write(config.data, sources.preprocess_spec(config.data), workers=flags.FLAGS.workers or os.cpu_count())
+    out = write(config.data, preprocess.spec_from_config(config.data), workers=flags.FLAGS.workers or os.cpu_count())
     print(f"decoded into {out}; train with --config.data.source=decoded"
           + ("" if not config.data.get("decoded_dir") else f" --config.data.decoded_dir={out}"))
 

@@ -12,6 +12,8 @@ import dataclasses
 import numpy as np
 from PIL import Image
 
+from avjax.configs.base import build_spec
+
 
 @dataclasses.dataclass(frozen=True)
 class PreprocessSpec:
@@ -25,6 +27,11 @@ class PreprocessSpec:
     margin_seconds: float
     flip_prob: float
     volume: tuple | None
+
+
+def spec_from_config(data_cfg, **overrides) -> PreprocessSpec:
+    """Real-media preprocessing from `data.preprocess` and the jitter of `data.augment`."""
+    return build_spec(PreprocessSpec, data_cfg.preprocess, data_cfg.augment, **overrides)
 
 
 def centre_frame(n_frames: int, train: bool, rng, spec: PreprocessSpec) -> int:

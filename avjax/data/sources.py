@@ -18,9 +18,7 @@ def synthetic_spec(data_cfg, **overrides) -> SyntheticSpec:
     return build_spec(SyntheticSpec, data_cfg.synthetic, **overrides)
 
 
-def preprocess_spec(data_cfg, **overrides) -> preprocess.PreprocessSpec:
-    """Real-media preprocessing from `data.preprocess` and the jitter of `data.augment`."""
-    return build_spec(preprocess.PreprocessSpec, data_cfg.preprocess, data_cfg.augment, **overrides)
+preprocess_spec = preprocess.spec_from_config   # real-media preprocessing and jitter of a data config
 
 
 @functools.lru_cache(maxsize=6)
