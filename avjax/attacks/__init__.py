@@ -12,16 +12,17 @@ modality whose eps is 0 is returned untouched (bit-identical). See `core.py` for
 """
 from avjax.attacks.api import (apgd, apgd_config, attack, fab, fab_config, fgsm, fgsm_settings, make_config, mim,
                                pgd, square, square_config)
-from avjax.attacks.fab_attack import FABConfig, run_fab
-from avjax.attacks.apgd_attack import APGDConfig, run_apgd
+from avjax.attacks.fab_attack import FABConfig, fab_search, run_fab
+from avjax.attacks.apgd_attack import APGDConfig, apgd_search, run_apgd
 from avjax.attacks.core import LOSSES, METHODS, VARIANTS, AttackConfig, run_attack
 from avjax.attacks.feature_collision import (CollisionConfig, atom_labels, collision_config, feature_collision,
                                              memory_targets, run_feature_collision)
 from avjax.attacks.model_fns import ModelFns
-from avjax.attacks.square_attack import SquareConfig, run_square
+from avjax.attacks.square_attack import SquareConfig, run_square, square_search
 from avjax.attacks.threat import UNITS, image_space, pixel_eps
 
 __all__ = ["fgsm", "pgd", "mim", "attack", "make_config", "fgsm_settings", "run_attack", "AttackConfig",
-           "apgd", "apgd_config", "run_apgd", "APGDConfig", "square", "square_config", "run_square", "SquareConfig",
-           "fab", "fab_config", "run_fab", "FABConfig", "feature_collision", "collision_config", "run_feature_collision", "CollisionConfig", "memory_targets",
+           "apgd", "apgd_config", "run_apgd", "apgd_search", "APGDConfig", "square", "square_config", "run_square",
+           "square_search", "SquareConfig",
+           "fab", "fab_config", "run_fab", "fab_search", "FABConfig", "feature_collision", "collision_config", "run_feature_collision", "CollisionConfig", "memory_targets",
            "atom_labels", "ModelFns", "METHODS", "VARIANTS", "LOSSES", "UNITS", "image_space", "pixel_eps"]

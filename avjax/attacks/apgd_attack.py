@@ -84,17 +84,23 @@ def _per_example(mask, new, old):
 
 def run_apgd(logits_fn, image, audio, label, eps_visual, eps_audio, cfg: APGDConfig, key):
     """The core (traceable): -> (adv_image, adv_audio). `key` seeds the random starts."""
+    return apgd_search(logits_fn, image, audio, label, eps_visual, eps_audio, cfg, key)[:2]
+
+
+def apgd_search(logits_fn, image, audio, label, eps_visual, eps_audio, cfg: APGDConfig, key):
+    """-> (adv_image, adv_audio, reported (B,) bool): `reported`, where the attack's own forward passes found a
+    misclassification (the point it returns there is that success), for a re-score by the full model."""
     fns = as_model_fns(logits_fn)
     space = cfg.space
     attack_v = cfg.attack_visual and (not isinstance(fns, ModelFns) or fns.uses_visual)
     attack_a = cfg.attack_audio and (not isinstance(fns, ModelFns) or fns.uses_audio)
+    batch = label.shape[0]
     if not (attack_v or attack_a):
-        return image, audio
+        return image, audio, jnp.zeros((batch,), bool)
     forward = forward_fn(fns, *frozen_features(fns, image, audio, attack_v, attack_a))
     eps_v = jnp.asarray(eps_visual, image.dtype)
     eps_a = jnp.asarray(eps_audio, audio.dtype)
     z0 = space.to_attack(image)
-    batch = label.shape[0]
 
     def loss_and_grad(z, aud, target):
         """Per-example loss, (d/dz, d/daudio), and whether the model is fooled, at (z, aud)."""
@@ -191,6 +197,6 @@ def run_apgd(logits_fn, image, audio, label, eps_visual, eps_audio, cfg: APGDCon
         return ((_per_example(take, z, bz), _per_example(take, a, ba)), done | f, jnp.where(take, l, bl)), None
 
     init = ((z0, audio), jnp.zeros((batch,), bool), jnp.full((batch,), -jnp.inf, image.dtype))
-    ((best_z, best_a), _, _), _ = jax.lax.scan(body, init, (keys, targets))
+    ((best_z, best_a), reported, _), _ = jax.lax.scan(body, init, (keys, targets))
     adv_v = space.clamp(best_z)[0] if attack_v else image
-    return adv_v, (best_a if attack_a else audio)
+    return adv_v, (best_a if attack_a else audio), reported

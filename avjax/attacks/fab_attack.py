@@ -5,8 +5,9 @@ Two modalities with their own eps are one L-inf problem in scaled coordinates u 
 (the frame in the attack space of its units): the threat model's ball is ||u||_inf <= 1, and FAB minimises
 ||u||_inf. Each step linearises the model at u_k, takes the class boundary j != y closest in L-inf
 (|f_j - f_y| / ||grad (f_j - f_y)||_1), and projects both u_k and the original point 0 onto that linear
-boundary within the box of valid inputs (the L-inf projection: the smallest r such that moving every
-coordinate by r towards the boundary, clipped to the box, reaches it; found by bisection, per example). The
+boundary within the box of valid inputs (the L-inf projection, from either side of the plane as the reference's:
+the smallest r such that moving every coordinate by r towards the boundary, clipped to the box, reaches it; found
+by bisection, per example). The
 step is the FAB mixture u_{k+1} = (1 - a) (u_k + eta d_k) + a eta d_0 with a = min(|d_k| / (|d_k| + |d_0|),
 alpha_max) (eta = 1.05 overshoots the boundary), and after reaching an adversarial point it steps back
 towards the original, u <- beta u (beta = 0.9), so the search walks along the boundary towards x0.
@@ -53,11 +54,16 @@ class FABConfig:
 
 
 def linf_projection(w, c, lo, hi):
-    """The smallest L-inf step d (B, n) with c + w.d >= 0 inside the box lo <= d <= hi (lo <= 0 <= hi).
+    """The smallest L-inf step d (B, n) onto the plane c + w.d = 0 inside the box lo <= d <= hi (lo <= 0 <= hi),
+    from either side of it, as AutoAttack's `projection_linf` (a point past the boundary is projected back onto it,
+    which is how FAB walks along the boundary after a success).
 
-    Moving every coordinate by r in the direction of sign(w), clipped to the box, raises c + w.d
-    monotonically in r: bisection finds the smallest r that reaches 0 (where even the box's corner does not,
-    the corner is the best there is). Examples with c >= 0 need no step (d = 0)."""
+    With the signs flipped so that c <= 0, moving every coordinate by r in the direction of sign(w), clipped to
+    the box, raises c + w.d monotonically in r: bisection finds the smallest r that reaches 0 (where even the
+    box's corner does not, the corner is the best there is). Examples on the plane (c = 0) need no step."""
+    side = jnp.where(c > 0, -1.0, 1.0).astype(w.dtype)
+    w, c = w * side[:, None], c * side
+
     def step_of(r):
         return jnp.clip(jnp.sign(w) * r[:, None], lo, hi)
 

@@ -65,13 +65,19 @@ def square_wave(key, pos, octaves: int, dtype):
 
 def run_square(logits_fn, image, audio, label, eps_visual, eps_audio, cfg: SquareConfig, key):
     """The core (traceable): -> ((adv_image, adv_audio), queries used per example (B,) int32)."""
+    return square_search(logits_fn, image, audio, label, eps_visual, eps_audio, cfg, key)[:2]
+
+
+def square_search(logits_fn, image, audio, label, eps_visual, eps_audio, cfg: SquareConfig, key):
+    """-> ((adv_image, adv_audio), queries (B,), reported (B,) bool): `reported` where the attack's own margin says
+    misclassified (<= 0, ties included), for a re-score by the full model."""
     fns = as_model_fns(logits_fn)
     space = cfg.space
     attack_v = cfg.attack_visual and (not isinstance(fns, ModelFns) or fns.uses_visual)
     attack_a = cfg.attack_audio and (not isinstance(fns, ModelFns) or fns.uses_audio)
     batch = label.shape[0]
     if not (attack_v or attack_a):
-        return (image, audio), jnp.zeros((batch,), jnp.int32)
+        return (image, audio), jnp.zeros((batch,), jnp.int32), jnp.zeros((batch,), bool)
     forward = forward_fn(fns, *frozen_features(fns, image, audio, attack_v, attack_a))
     eps_v = jnp.asarray(eps_visual, image.dtype)
     eps_a = jnp.asarray(eps_audio, audio.dtype)
@@ -136,6 +142,6 @@ def run_square(logits_fn, image, audio, label, eps_visual, eps_audio, cfg: Squar
 
     carry = (jnp.zeros((), jnp.int32), delta_v, delta_a, best, queries, k_loop)
     carry = jax.lax.while_loop(cond, body, carry)
-    _, delta_v, delta_a, _, queries, _ = carry
+    _, delta_v, delta_a, best, queries, _ = carry
     pix, _, aud, _ = candidate(delta_v, delta_a)
-    return (pix if attack_v else image, aud if attack_a else audio), queries
+    return (pix if attack_v else image, aud if attack_a else audio), queries, best <= 0

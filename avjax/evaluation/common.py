@@ -15,6 +15,16 @@ from avjax.data import pipeline
 
 SETTINGS = ("xA", "xV", "xAV")
 NON_FINITE = -1  # a per-example result whose logits were not finite: evaluation stops with an error
+# right by the full model where the attack reported a success: counted as right, and flagged (the attack's view of
+# the model and the model disagree: batch-mates, a surrogate, a tie)
+DISAGREE = 2
+
+
+def rescored(fns, adv_image, adv_audio, label, reported):
+    """Correctness of the full model at an attack's points; DISAGREE where it is right but the attack `reported`
+    a success there."""
+    right = correctness(fns, adv_image, adv_audio, label)
+    return jnp.where(reported & (right == 1), jnp.int8(DISAGREE), right)
 
 
 def correctness(fns, image, audio, label):

@@ -131,6 +131,7 @@ def _report(res, spec) -> dict:
         checks = [c for c in res["checklist"] if c["setting"] == setting]
         out["settings"][setting] = {
             "clean_accuracy": res["clean"], "robust_accuracy": row["worst"],
-            "per_attack": {k: v for k, v in row.items() if k != "worst"}, "checks": checks,
+            "per_attack": {k: v for k, v in row.items() if k not in ("worst", "rescore")},
+            "rescore_disagreements": row.get("rescore", {}), "checks": checks,
             "flags": [c["check"] for c in protocol.failed_checks(checks)]}
     return out

@@ -82,7 +82,10 @@ def test_linf_projection_is_the_smallest_step_that_reaches_the_plane_inside_the_
     # example 0: r (1 + 2 + 0.5) = 1.75 -> r = 0.5; example 1: 0.5 + 2 r = 3 -> r = 1.25 > box: the corner
     np.testing.assert_allclose(d[0], [0.5, -0.5, 0.5], atol=1e-6)
     np.testing.assert_allclose(d[1], [0.5, 1.0, 1.0], atol=1e-6)
-    assert np.array_equal(linf_projection(w, jnp.asarray([0.5, 0.0]), lo, hi), np.zeros((2, 3)))
+    # from the other side of the plane (AutoAttack's projection is two-sided): back onto it; on it: no step
+    d = linf_projection(w, jnp.asarray([0.5, 0.0]), lo, hi)
+    np.testing.assert_allclose(d[0], [-1 / 7, 1 / 7, -1 / 7], atol=1e-6)   # 0.5 - r (1 + 2 + 0.5) = 0
+    assert np.array_equal(d[1], np.zeros(3))
 
 
 @pytest.mark.parametrize("target_classes", [1, 2, 4])

@@ -93,3 +93,48 @@ def test_inputs_that_do_not_fit_are_clear_errors(model, change, message):
     kw = dict(eps_visual=0.03, eps_audio=0.05, key=jax.random.key(0), **FAST)
     with pytest.raises(ValueError, match=message):
         run_standard_evaluation(fn, image, audio, label, **{**kw, **change})
+
+
+def test_a_reported_success_the_full_model_does_not_confirm_counts_as_right_and_is_flagged():
+    from avjax.evaluation import protocol
+    from avjax.evaluation.common import DISAGREE, rescored
+    from avjax.attacks.core import as_model_fns
+    logits_fn = as_model_fns(lambda img, aud: jnp.stack([img[:, 0], aud[:, 0]], -1))  # class 1 wins when aud > img
+    image, audio = jnp.array([[0.2], [0.8], [0.5]]), jnp.array([[0.9], [0.1], [0.6]])
+    label = jnp.array([1, 1, 0])                    # right, wrong, wrong
+    got = rescored(logits_fn, image, audio, label, jnp.array([True, True, False]))
+    assert got.tolist() == [DISAGREE, 0, 0]         # reported but right: flagged; reported and wrong: fooled
+    from tests.attacks.test_strong_attacks import _spec
+    spec = _spec()
+    names = spec.attack_list(False, False)
+    correct = {"clean": np.ones(3, np.int8)}
+    for s in range(3):
+        correct.update({(s, a): np.ones(3, np.int8) for a in names})
+    correct[(2, "square")] = np.array([DISAGREE, 0, 1], np.int8)
+    res = protocol.summarize(correct, names, spec)
+    assert res["settings"]["xAV"]["square"] == pytest.approx(200 / 3)   # the disagreement counts as right
+    assert res["settings"]["xAV"]["rescore"]["square"] == 1
+    flagged = [c for c in res["checklist"] if c["check"] == "rescore" and c["passed"] is False]
+    assert [c["setting"] for c in flagged] == ["xAV"] and "square: 1" in flagged[0]["detail"]
+
+
+def test_a_model_whose_logits_depend_on_its_batch_mates_is_flagged_by_the_rescore():
+    """The attack keeps each example's success from the step that found it, with its batch-mates where they were
+    then; the returned batch holds every example's own final point. A model that normalises its logits over the
+    batch can classify right, with the final batch-mates, an example the attack saw fooled."""
+    logits_fn, image, audio, label = _model()
+
+    def batch_dependent(img, aud):
+        z = logits_fn(img, aud)
+        return z - 3.0 * z.mean(0, keepdims=True)
+
+    label = np.asarray(batch_dependent(jnp.asarray(image), jnp.asarray(audio)).argmax(-1))
+    report = run_standard_evaluation(batch_dependent, image, audio, label, eps_visual=0.03, eps_audio=0.05,
+                                     key=jax.random.key(0), batch_size=B, **FAST)
+    disagreements = sum(n for row in report["settings"].values() for n in row["rescore_disagreements"].values())
+    assert disagreements > 0
+    assert any("rescore" in row["flags"] for row in report["settings"].values())
+    plain = run_standard_evaluation(logits_fn, *_model()[1:], eps_visual=0.03, eps_audio=0.05,
+                                    key=jax.random.key(0), batch_size=B, **FAST)
+    assert all("rescore" not in row["flags"] and not any(row["rescore_disagreements"].values())
+               for row in plain["settings"].values())
