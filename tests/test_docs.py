@@ -31,13 +31,23 @@ def _cited_paths(text):
     return {p for p in found if not re.search(r"[<>*]|NAME|/\.\.\.", p)}
 
 
+def _linked_paths(text):
+    """Relative targets of markdown links and images (`[..](path)`, `![..](path)`), without anchors."""
+    return {t for t in re.findall(r"\]\(([^)#\s]+)", text) if not re.match(r"[a-z]+:", t)}
+
+
 def test_every_path_the_readme_and_docs_cite_exists():
-    pages = ["README.md"] + [os.path.join("docs", f) for f in sorted(os.listdir(os.path.join(REPO, "docs")))]
+    pages = ["README.md"] + [os.path.join("docs", f) for f in sorted(os.listdir(os.path.join(REPO, "docs")))
+                             if f.endswith(".md")]
     missing = {}
     for page in pages:
         base = os.path.dirname(os.path.join(REPO, page))
-        for path in _cited_paths(open(os.path.join(REPO, page)).read()):
+        text = open(os.path.join(REPO, page)).read()
+        for path in _cited_paths(text):
             if not (os.path.exists(os.path.join(REPO, path)) or os.path.exists(os.path.join(base, path))):
+                missing.setdefault(page, []).append(path)
+        for path in _linked_paths(text):   # links and images resolve from the page's folder
+            if not os.path.exists(os.path.join(base, path)):
                 missing.setdefault(page, []).append(path)
     assert not missing, missing
 
