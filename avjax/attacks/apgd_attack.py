@@ -89,7 +89,8 @@ def run_apgd(logits_fn, image, audio, label, eps_visual, eps_audio, cfg: APGDCon
 
 def apgd_search(logits_fn, image, audio, label, eps_visual, eps_audio, cfg: APGDConfig, key):
     """-> (adv_image, adv_audio, reported (B,) bool): `reported`, where the attack's own forward passes found a
-    misclassification (the point it returns there is that success), for a re-score by the full model."""
+    misclassification and the point it returns is that success (never with point='highest_loss', which returns
+    the highest-loss point instead), for a re-score by the full model."""
     fns = as_model_fns(logits_fn)
     space = cfg.space
     attack_v = cfg.attack_visual and (not isinstance(fns, ModelFns) or fns.uses_visual)
@@ -199,4 +200,4 @@ def apgd_search(logits_fn, image, audio, label, eps_visual, eps_audio, cfg: APGD
     init = ((z0, audio), jnp.zeros((batch,), bool), jnp.full((batch,), -jnp.inf, image.dtype))
     ((best_z, best_a), reported, _), _ = jax.lax.scan(body, init, (keys, targets))
     adv_v = space.clamp(best_z)[0] if attack_v else image
-    return adv_v, (best_a if attack_a else audio), reported
+    return adv_v, (best_a if attack_a else audio), reported & (not highest)

@@ -48,9 +48,9 @@ def _codes_and_reconstructions(fns, modality, features):
 def _batch_features(fns, batch, spec, method):
     """{modality: {'clean' | 'attacked': (raw feature, code, reconstruction)}} of one batch."""
     image, audio = batch["image"], batch["audio"]
-    advs = dict(zip(SETTINGS, adversarial_inputs(fns, batch, spec, method)))
+    (_, adv_audio), (adv_image, _) = adversarial_inputs(fns, batch, spec, method, settings=("xA", "xV"))
     clean = dict(zip(MODALITIES, _raw(fns, image, audio)))
-    attacked = {"visual": _raw(fns, advs["xV"][0], audio)[0], "audio": _raw(fns, image, advs["xA"][1])[1]}
+    attacked = {"visual": _raw(fns, adv_image, audio)[0], "audio": _raw(fns, image, adv_audio)[1]}
     out = {}
     for modality in MODALITIES:
         out[modality] = {}
@@ -117,8 +117,6 @@ def evaluate(fns, source, transform, spec: EvalSpec, *, method, examples, blends
     """-> {'method', 'blend', 'modalities': {modality: summary}, 'blend_accuracy': [{'blend', 'clean', 'xA', ...}]}
     over the first `examples` test examples. `atom_labels`: the classes of the examples the memory's atoms
     were stored from (None: the class-dependent measures are left out)."""
-    if method not in spec.methods and method != "fgsm":
-        spec = dataclasses.replace(spec, methods=tuple(spec.methods) + (method,))
     rep = parallel.replicated(mesh)
     blended = [jax.device_put(with_blend(fns, a), rep) for a in blends]
     fns = jax.device_put(fns, rep)

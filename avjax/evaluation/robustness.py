@@ -69,14 +69,17 @@ class EvalSpec:
         return opts
 
 
-def adversarial_inputs(fns, batch, spec: EvalSpec, method: str) -> list:
-    """-> [(adv_image, adv_audio)] of `method` in the settings xA, xV, xAV (in that order)."""
+def adversarial_inputs(fns, batch, spec: EvalSpec, method: str, settings=SETTINGS) -> list:
+    """-> [(adv_image, adv_audio)] of `method` in `settings` (names of SETTINGS; all three, in that order, by
+    default)."""
     image, audio, label = batch["image"], batch["audio"], batch["label"]
     opts = spec.attack_options(method)
+    eps = dict(zip(SETTINGS, spec.settings()))
+    chosen = tuple(eps[s] for s in settings)
     if method == "fgsm":
-        return list(attacks.fgsm_settings(fns, image, audio, label, spec.settings(), **opts))
+        return list(attacks.fgsm_settings(fns, image, audio, label, chosen, **opts))
     advs = []
-    for eps_v, eps_a in spec.settings():
+    for eps_v, eps_a in chosen:
         cfg = attacks.make_config(method, eps_visual=eps_v, eps_audio=eps_a, **opts)
         if cfg.attack_visual or cfg.attack_audio:
             advs.append(attacks.run_attack(fns, image, audio, label, eps_v, eps_a, cfg))
