@@ -1,8 +1,6 @@
-"""XLA:CPU options measured to matter on CPU (see benchmarks/train_step.py and docs/benchmarks.md).
+"""XLA:CPU options measured to matter on CPU (see benchmarks/train_step.py).
 
-Routing convolutions to Eigen instead of YNNPACK makes their weight gradient ~3x faster. XLA:CPU's
-classic loop emitters instead of its newer MLIR fusion emitters halve the compilation of avjax's programs
-(the README's main job is mostly compilation) and run them as fast or faster, with the same results. XLA reads
+Routing convolutions to Eigen instead of YNNPACK makes their weight gradient ~3x faster. XLA reads
 `XLA_FLAGS` once, when JAX starts its backend, so the flags are applied when avjax is imported (a
 notebook or a script gets the same speed as `python -m avjax.main`), only where the user has not set
 the option themselves. When JAX's backend started before avjax was imported, the flags can no longer
@@ -12,8 +10,7 @@ import os
 import sys
 import warnings
 
-CPU_XLA_FLAGS = ("--xla_cpu_experimental_ynn_fusion_type=-individual_convolution",
-                 "--xla_cpu_use_fusion_emitters=false")
+CPU_XLA_FLAGS = ("--xla_cpu_experimental_ynn_fusion_type=-individual_convolution",)
 OPT_OUT = "AVJAX_NO_CPU_FLAGS"
 
 

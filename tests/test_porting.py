@@ -153,15 +153,15 @@ def test_convert_command_writes_a_loadable_model(tmp_path, original_dir):
 
 def test_eval_models_names_converted_directories(tmp_path, original_dir):
     """`--config.eval.models` (a string field, so the command line can set it) as name=DIR or JSON."""
-    from avjax import experiment
+    from avjax import runs
     out = tmp_path / "converted"
     assert convert.main([str(original_dir), str(out)]) == 0
-    assert experiment.extra_models(f"orig={out}, again = {out}") == {"orig": str(out), "again": str(out)}
-    assert experiment.extra_models(f'{{"orig": "{out}"}}') == {"orig": str(out)}
-    assert experiment.extra_models("") == {}
+    assert runs.extra_models(f"orig={out}, again = {out}") == {"orig": str(out), "again": str(out)}
+    assert runs.extra_models(f'{{"orig": "{out}"}}') == {"orig": str(out)}
+    assert runs.extra_models("") == {}
     with pytest.raises(ValueError, match="name=DIR"):
-        experiment.extra_models(str(out))
+        runs.extra_models(str(out))
     with pytest.raises(ValueError, match="not a JSON object"):
-        experiment.extra_models('{"orig": ')
+        runs.extra_models('{"orig": ')
     with pytest.raises(FileNotFoundError, match="nowhere is not an avjax model directory"):
-        experiment.extra_models(f"orig={tmp_path / 'nowhere'}")
+        runs.extra_models(f"orig={tmp_path / 'nowhere'}")

@@ -123,7 +123,7 @@ def base_config() -> ml_collections.ConfigDict:
         lr_prox=0.5, lr_con=1e-4))                    # PCL centre learning rates (official code)
     # Adversarial training (avjax.train.adversarial), set per run by `run(..., adversarial=...)`: threat '' (off),
     # 'A', 'V' or 'AV'; each attacked input trained at eps_scale x the evaluation's eps of that setting (eval.eps_*,
-    # in eval.units), resolved into eps_visual / eps_audio by avjax.experiment.run_config.
+    # in eval.units), resolved into eps_visual / eps_audio by avjax.runs.run_config.
     c.train.adversarial = ml_collections.ConfigDict(dict(
         threat="",                  # '' (off), 'A', 'V' or 'AV': the inputs attacked in training
         method="pgd",               # 'pgd': `steps` steps from a random start; 'fast': one step (Wong et al. 2020)

@@ -80,7 +80,7 @@ def paper_config(preset, variants, *, num_classes, epochs, lr_steps, batch_size,
     c.eval.batch_size = 16
     c.eval.units = "normalized"
     # The paper fine-tunes ResNet18 from ImageNet: training refuses to start without the weights unless
-    # `visual_init=none` is written on purpose (see avjax.experiment.check_visual_init).
+    # `visual_init=none` is written on purpose (see avjax.config_files.check_visual_init).
     c.train.visual_init_required = True
     if variants.get("recipe") == "appendix":
         # The appendix's stated recipe (docs/method.md, "Training recipe"): audio 1e-4 / visual 1e-3, batch 48,

@@ -230,10 +230,12 @@ def evaluate_model(fns, source, transform, spec: EvalSpec, *, batch_size, mesh=N
         out["methods"][method]["per_example"] = {k: v.astype(bool).tolist() for k, v in arrays.items()}
     if spec.sweep_eps:
         sweep_mask = mask[: sum(x.shape[1] for x in sweep["xA"])]
+        correct = {k: np.concatenate(v, axis=1)[:, sweep_mask] for k, v in sweep.items()}
         out["sweep"] = {"eps": list(spec.sweep_eps), "method": spec.sweep_method,
                         "n": int(sweep_mask.sum()),
-                        **{k: (np.concatenate(v, axis=1)[:, sweep_mask].mean(1) * 100).tolist()
-                           for k, v in sweep.items()}}
+                        **{k: (v.mean(1) * 100).tolist() for k, v in correct.items()},
+                        # (E, n) per eps and example: the paired comparisons over seeds along the sweep
+                        "per_example": {k: v.astype(bool).tolist() for k, v in correct.items()}}
     if spec.methods:
         out["clean"] = out["methods"][spec.methods[0]]["clean"]
     elif len(cleans) == len(masks):  # no attack: the clean accuracy alone
@@ -259,3 +261,11 @@ def summarize(correct: dict) -> dict:
 def robustness_improvement(row: dict, base: dict) -> float:
     """RI = (clean - clean_base) + (Avg - Avg_base), the appendix's definition."""
     return (row["clean"] - base["clean"]) + (row["avg"] - base["avg"])
+
+
+def attack_spec_for(spec, eval_cfg, defense, modality):
+    """The evaluation spec of one model: defended audio-visual models are attacked with
+    `eval.defended_loss` (the released defense evaluation: CE + cos), every other model with `eval.loss`."""
+    if defense != "none" and modality == "av" and eval_cfg.get("defended_loss"):
+        return dataclasses.replace(spec, loss=eval_cfg.defended_loss)
+    return spec

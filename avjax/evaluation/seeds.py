@@ -193,8 +193,88 @@ def defense_findings(per_seed_results: list[dict], baseline: str, methods, *, re
     return out
 
 
+def defense_sweep_findings(per_seed_results: list[dict], baseline: str, *, replicates: int, confidence: float,
+                           seed: int) -> list[tuple[float, Finding]]:
+    """The defense table's RI claims (DEFENSE_CLAIMS) at every nonzero eps of the sweep, seed by seed with paired
+    intervals, as `defense_findings` does at the table's eps: RI per example at eps is (clean_d - clean_b) + mean
+    over the settings of (x_d(eps) - x_b(eps)) on the sweep's examples (the clean cells are the sweep's eps-0
+    row, or the first examples of the table's clean cell). -> [(eps, Finding)]; [] without defended rows or
+    per-example sweeps (evaluations stored before they were kept)."""
+    first = per_seed_results[0]
+    rows = {r.get("defense", "none"): n for n, r in first.items() if n != baseline and r.get("modality") == "av"}
+    names = [baseline] + list(rows.values())
+    if baseline not in first or not set(rows) - {"none"} or not all(
+            "per_example" in r.get(n, {}).get("sweep", {}) for r in per_seed_results for n in names):
+        return []
+    eps = list(first[baseline]["sweep"]["eps"])
+    method = first[baseline]["sweep"]["method"]
+
+    def sweep_cells(name):
+        """{cell: (S, E, n)}: the sweep's correctness per seed, with the clean cell at every eps."""
+        cells = {s: np.stack([np.asarray(r[name]["sweep"]["per_example"][s], bool) for r in per_seed_results])
+                 for s in SETTINGS}
+        n = cells["xA"].shape[2]
+        if 0.0 in eps:
+            clean = cells["xA"][:, eps.index(0.0)]
+        else:
+            clean = np.stack([np.asarray(next(iter(r[name]["methods"].values()))["per_example"]["clean"][:n], bool)
+                              for r in per_seed_results])
+        cells["clean"] = np.repeat(clean[:, None], len(eps), axis=1)
+        return {k: v.astype(np.float64) for k, v in cells.items()}
+
+    cells = {n: sweep_cells(n) for n in names}
+    if len({c["xA"].shape for c in cells.values()}) != 1:
+        raise ValueError("the models' sweeps cover different eps values or examples; evaluate them with the same "
+                         "eval.sweep_eps and eval.sweep_max_examples")
+
+    def ri(name):
+        d, b = cells[name], cells[baseline]
+        return (d["clean"] - b["clean"]) + np.mean([d[s] - b[s] for s in SETTINGS], 0)   # (S, E, n)
+
+    labels = {d: report.label(n, first[n]) for d, n in rows.items()}
+    base_label = report.label(baseline, first[baseline])
+    draws = bootstrap_indices(len(per_seed_results), cells[baseline]["xA"].shape[2], replicates=replicates,
+                              seed=seed)
+    out = []
+    for defense, other in DEFENSE_CLAIMS:
+        if defense not in rows or (other is not None and other not in rows):
+            continue
+        if other is None:
+            claim, values = f"{method.upper()}: {labels[defense]} RI > 0 (more robust than {base_label})", ri(rows[defense])
+        else:
+            claim = f"{method.upper()}: {labels[defense]} RI > {labels[other]} RI"
+            values = ri(rows[defense]) - ri(rows[other])
+        for e, at in enumerate(eps):
+            if at != 0:
+                out.append((at, Finding(claim, tuple(float(x) for x in values[:, e].mean(1) * 100),
+                                        interval(values[:, e], draws, confidence))))
+    return out
+
+
+def sweep_findings_markdown(found: list[tuple[float, Finding]], confidence: float) -> list[str]:
+    """'## Defense findings along the eps sweep': one row per claim, one column per eps."""
+    if not found:
+        return []
+    eps = sorted({e for e, _ in found})
+    claims = list(dict.fromkeys(f.claim for _, f in found))
+    by = {(f.claim, e): f for e, f in found}
+
+    def cell(f):
+        held = sum(m > 0 for m in f.margins)
+        return (f"{'✓' if f.holds else '✗'} {f.difference.mean:+.2f} [{f.difference.lo:+.1f}, "
+                f"{f.difference.hi:+.1f}] ({held}/{len(f.margins)})")
+
+    return ["", "## Defense findings along the eps sweep", "",
+            f"Each claim at every eps of the sweep: the mean margin over the seeds in accuracy points "
+            f"[{confidence * 100:g} % paired bootstrap interval over seeds and examples] (seeds where it holds); "
+            "✓ where it holds in every seed.", "",
+            "| claim | " + " | ".join(f"ε = {e:g}" for e in eps) + " |", "|---|" + "---|" * len(eps)] + [
+        f"| {claim} | " + " | ".join(cell(by[claim, e]) if (claim, e) in by else "" for e in eps) + " |"
+        for claim in claims]
+
+
 def markdown(summary: dict, found: list[Finding], labels: dict, *, seeds, confidence: float, header: str,
-             title: str, baseline: str, sweeps: dict) -> str:
+             title: str, baseline: str, sweeps: dict, sweep_found=()) -> str:
     """results.md of a multi-seed run: the paper's tables with mean ± std [interval] cells."""
     pct = f"{confidence * 100:g} %"
     lines = [f"# {title}", "", header, "",
@@ -217,6 +297,7 @@ def markdown(summary: dict, found: list[Finding], labels: dict, *, seeds, confid
     lines += findings_markdown(found, confidence)
     lines += report.sweep_table(sweeps, labels, lambda sw, setting: [
         f"{m:.1f} ± {s:.1f}" for m, s in zip(sw[setting], sw[setting + "_std"])], note=", mean ± std over seeds")
+    lines += sweep_findings_markdown(list(sweep_found), confidence)
     lines += ["", "Each seed's own results.md (with every other section of a single run) is in "
               + ", ".join(f"`seed_{s}/results.md`" for s in seeds) + "."]
     return "\n".join(lines) + "\n"
@@ -239,7 +320,7 @@ def mean_sweeps(per_seed_results: list[dict]) -> dict:
         sweeps = [r[name].get("sweep") for r in per_seed_results if name in r]
         if not sweeps or any(s is None for s in sweeps):
             continue
-        merged = {k: v for k, v in sweeps[0].items() if k not in SETTINGS}
+        merged = {k: v for k, v in sweeps[0].items() if k not in SETTINGS and k != "per_example"}
         for setting in SETTINGS:
             values = np.asarray([s[setting] for s in sweeps], np.float64)
             merged[setting] = values.mean(0).tolist()

@@ -8,7 +8,8 @@ import jax
 import numpy as np
 import pytest
 
-from avjax import parallel
+from avjax import parallel, runs
+from avjax import config_files
 from avjax.data import layout_a, pipeline, prepare, sources
 from avjax.models import FUSIONS, build
 from avjax.train.losses import DEFENSES
@@ -56,7 +57,7 @@ def test_config_loads_and_locks(name, variant):
         assert config.baseline in config.runs
         for run in config.runs.values():
             assert run.modality in ("av", "audio", "visual")
-        from avjax.experiment import run_config, training_order
+        from avjax.runs import run_config, training_order
         order = training_order(config)  # every run after the runs it starts from / takes its memory from
         for run_name in order:
             build(run_config(config, run_name).model)
@@ -98,9 +99,9 @@ def test_paper_configs_refuse_to_train_resnet18_from_scratch_silently(tmp_path):
         with pytest.raises(FileNotFoundError, match="missing.pth"):
             experiment.train(config, str(tmp_path))
         config.train.visual_init = "none"        # on purpose: accepted
-        experiment.check_visual_init(config)
+        config_files.check_visual_init(config)
     assert load("ave", "runlocal").train.visual_init == "none"
-    experiment.check_visual_init(load("synthetic", None))   # the synthetic data has no ImageNet trunk
+    config_files.check_visual_init(load("synthetic", None))   # the synthetic data has no ImageNet trunk
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +143,7 @@ def _one_step(config):
 def _distinct_runs():
     """{id: run config} over every run of every synthetic variant, each distinct (model, train, data)
     config once: the variants share most runs (av, audio, visual), and one step of each is enough."""
-    from avjax.experiment import run_config
+    from avjax.runs import run_config
     out, seen = {}, set()
     for variant in VARIANTS:
         config = load("synthetic", ",".join(filter(None, [variant, "runlocal"])))
@@ -179,7 +180,7 @@ def test_paper_runlocal_variant_trains_one_step(layout_roots, name, variant):
     config = load(name, ",".join(filter(None, [variant, "runlocal"])))
     config.unlock()
     config.data.root = layout_roots[config.data.preset]
-    from avjax.experiment import run_config
+    from avjax.runs import run_config
     _one_step(run_config(config, list(config.runs)[-1]))
 
 
@@ -224,18 +225,17 @@ def test_missing_data_gives_one_clear_message(name, tmp_path):
 
 
 def test_fusion_all_trains_every_fusion_and_renders_the_fusion_table(tmp_path):
-    from avjax import experiment
     from avjax.configs.base import FUSION_LABELS
     from avjax.evaluation import report
     from avjax.evaluation.robustness import EvalSpec
     from avjax.models import FUSIONS
     assert set(FUSION_LABELS) == set(FUSIONS)
     config = load("synthetic", "fusion=all")
-    assert [experiment.run_config(config, n).model.fusion for n in config.rows if n.startswith("av_")] \
+    assert [runs.run_config(config, n).model.fusion for n in config.rows if n.startswith("av_")] \
         == list(FUSION_LABELS)
     assert config.baseline == "av_concat" and {"audio", "visual"} <= set(config.runs)
     for name in config.runs:
-        build(experiment.run_config(config, name).model)
+        build(runs.run_config(config, name).model)
     with pytest.raises(ValueError, match="fusion=all"):
         load("synthetic", "fusion=all,defense=minsim")
     # the table: one row per fusion, every method x setting (from evaluations as the stage makes them)
@@ -243,7 +243,7 @@ def test_fusion_all_trains_every_fusion_and_renders_the_fusion_table(tmp_path):
     rng = np.random.default_rng(0)
     results = {}
     for name in config.rows:
-        rc = experiment.run_config(config, name)
+        rc = runs.run_config(config, name)
         accs = {m: {k: float(rng.uniform(0, 100)) for k in ("clean", "xA", "xV", "xAV")} for m in spec.methods}
         results[name] = {"clean": 90.0, "n": 10, "modality": rc.model.modality, "label": config.runs[name].label,
                          "model_config": rc.model.to_dict(), "methods": accs}
@@ -257,7 +257,6 @@ def test_fusion_all_trains_every_fusion_and_renders_the_fusion_table(tmp_path):
 def test_folder_config_reads_any_prepared_folder_with_one_flag(tmp_path, caplog):
     """configs/folder.py: classes, their number and the report's name come from the folder; an empty
     validation list is carved, stratified and seeded, from train."""
-    from avjax import experiment
     videos = tmp_path / "clips"
     for cls in ("applause", "drums", "whistle"):
         os.makedirs(videos / cls)
@@ -271,14 +270,14 @@ def test_folder_config_reads_any_prepared_folder_with_one_flag(tmp_path, caplog)
     config = load("folder", "runlocal,modality=av")
     config.data.root = str(root)
     caplog.set_level("WARNING")
-    experiment.resolve_data(config)
+    config_files.resolve_data(config)
     assert config.data.name == "my_clips" and config.model.num_classes == 3
     assert tuple(config.data.classes) == ("applause", "drums", "whistle")
     split_sources, _ = sources.build(config.data)     # what the train stage reads (the stage itself: the
     assert "carved 3 of the 9 training rows" in caplog.text      # paper config's end-to-end test)
     assert [len(split_sources[s]) for s in ("train", "val", "test")] == [6, 3, 3]
     assert sorted(r.label for r in split_sources["val"].rows) == [0, 1, 2]
-    build(experiment.run_config(config, "av").model)
+    build(runs.run_config(config, "av").model)
     rows = [layout_a.Row("a", "f", 8, i % 3, str(i)) for i in range(30)]
     train, val = layout_a.carve_validation(rows, 0.2, 0)
     assert sorted(r.label for r in val) == [0, 0, 1, 1, 2, 2] and len(train) == 24
@@ -286,7 +285,7 @@ def test_folder_config_reads_any_prepared_folder_with_one_flag(tmp_path, caplog)
     with pytest.raises(FileNotFoundError, match="python -m avjax.data.prepare --videos"):
         config = load("folder", None)
         config.data.root = str(tmp_path / "nowhere")
-        experiment.resolve_data(config)
+        config_files.resolve_data(config)
 
 
 def test_protocol_paper_sets_every_choice_of_the_released_attack_study():

@@ -12,6 +12,7 @@ import pytest
 from absl import flags
 
 from avjax import experiment, parallel
+from avjax import config_files
 from avjax.data import decoded, layout_a, pipeline, prepare, preprocess, sources
 from tests.data import fixtures
 
@@ -22,7 +23,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 def folder_config(root, **overrides):
     fields = {"data.root": str(root), "data.preprocess.image_size": 32, "data.preprocess.audio_len": 4095}
     fields.update(overrides)
-    return experiment.resolve_data(experiment.load_config(os.path.join(REPO, "configs", "folder.py"), **fields))
+    return config_files.resolve_data(config_files.load_config(os.path.join(REPO, "configs", "folder.py"), **fields))
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,7 @@
 two-seed run that resumes without retraining."""
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -156,3 +157,41 @@ def test_the_required_gain_of_the_positive_control_is_capped_by_what_the_attack_
     assert required_gain(10.0, 95.0, 50.0) == 10.0                      # the attack takes 45 points: 10 required
     assert required_gain(10.0, 92.5, 91.5) == pytest.approx(0.5)        # it takes 1 point: half of it
     assert required_gain(10.0, 90.0, 92.0) == 0.0
+
+
+def _with_sweep(results: dict, curves: dict, eps=(0.0, 0.01, 0.02), n=40):
+    """Adds a sweep to each model: `curves[name] = {setting: [accuracy per eps]}` (eps 0 = the clean accuracy),
+    per example the first k correct."""
+    for name, curve in curves.items():
+        per = {s: [[i < round(a * n / 100) for i in range(n)] for a in accs] for s, accs in curve.items()}
+        results[name]["sweep"] = {"eps": list(eps), "method": "pgd", "n": n,
+                                  **{s: list(map(float, accs)) for s, accs in curve.items()}, "per_example": per}
+    return results
+
+
+def test_defense_findings_along_the_sweep_are_the_ri_at_each_eps():
+    none = {"clean": 90, "xA": 50, "xV": 60, "xAV": 40}
+    rows = {"av": ("none", "None", none), "exfmem": ("exfmem", "ExFMem", none),
+            "minsim": ("minsim", "MinSim", none), "maxsim": ("maxsim", "MaxSim", none)}
+    curves = {"av": {"xA": [90, 70, 50], "xV": [90, 80, 60], "xAV": [90, 60, 40]},
+              "exfmem": {"xA": [90, 75, 45], "xV": [90, 80, 60], "xAV": [90, 60, 40]},     # RI +5/3, then -5/3
+              "minsim": {"xA": [90, 70, 50], "xV": [90, 80, 60], "xAV": [90, 67.5, 47.5]}, # +2.5 over MaxSim
+              "maxsim": {"xA": [90, 70, 50], "xV": [90, 80, 60], "xAV": [90, 60, 40]}}
+    per_seed = [_with_sweep(_defense_results(rows), curves) for _ in range(3)]
+    found = seeds.defense_sweep_findings(per_seed, "av", replicates=100, confidence=0.95, seed=0)
+    by = {(f.claim, e): f for e, f in found}
+    assert {e for e, _ in found} == {0.01, 0.02}                  # eps 0 is the clean point: no claim there
+    exf = "PGD: ExFMem RI > 0 (more robust than None)"
+    assert by[exf, 0.01].margins == pytest.approx((5 / 3,) * 3) and by[exf, 0.01].holds
+    assert by[exf, 0.02].margins[0] == pytest.approx(-5 / 3) and not by[exf, 0.02].holds
+    assert by["PGD: MinSim RI > MaxSim RI", 0.02].margins[0] == pytest.approx(2.5)
+    assert by[exf, 0.01].difference.mean == pytest.approx(5 / 3)
+    assert by[exf, 0.01].difference.lo <= 5 / 3 <= by[exf, 0.01].difference.hi
+    text = "\n".join(seeds.sweep_findings_markdown(found, 0.95))
+    assert "## Defense findings along the eps sweep" in text and "| claim | ε = 0.01 | ε = 0.02 |" in text
+    assert re.search(rf"\| {re.escape(exf)} \| ✓ \+1\.67 \[[-+\d.]+, [-+\d.]+\] \(3/3\) \| "
+                     rf"✗ -1\.67 \[[-+\d.]+, [-+\d.]+\] \(0/3\) \|", text), text
+    # evaluations without per-example sweeps (stored before they were kept) give no sweep findings
+    for r in per_seed:
+        del r["exfmem"]["sweep"]["per_example"]
+    assert seeds.defense_sweep_findings(per_seed, "av", replicates=10, confidence=0.95, seed=0) == []

@@ -8,7 +8,8 @@ import pytest
 
 from avjax.attacks.threat import pixel_eps
 from avjax.errors import ConfigError
-from avjax.experiment import defense_of, load_config, run_config
+from avjax.config_files import load_config
+from avjax.runs import defense_of, run_config
 from avjax.models import build
 from avjax.train import adversarial
 from avjax.train.loop import training_config_hash
@@ -37,7 +38,7 @@ def _adv_cfg(config, threat, **overrides):
     c = config.copy_and_resolve_references()
     with c.unlocked():
         c.train.adversarial.update(dict(threat=threat, **overrides))
-        from avjax.experiment import adversarial_threat_model
+        from avjax.runs import adversarial_threat_model
         adversarial_threat_model(c)
     return c.train.adversarial
 
@@ -109,7 +110,7 @@ def test_each_at_row_trains_against_the_setting_it_is_evaluated_in():
     config = load_config("configs/synthetic.py", "defense=at")
     assert tuple(config.rows) == ("av", "at_a", "at_v", "at_av")
     assert [config.runs[n].label for n in config.rows] == ["None", "AT (A)", "AT (V)", "AT (AV)"]
-    from avjax.experiment import training_order
+    from avjax.runs import training_order
     assert training_order(config)[0] == "av"        # the AT rows fine-tune the None run's weights
     ft = config.train.adversarial.finetune
     assert run_config(config, "at_v").train.num_epochs == ft.num_epochs
