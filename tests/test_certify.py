@@ -28,6 +28,7 @@ def _linear(seed=0):
     return logits_fn, image, audio, margin, float(jnp.linalg.norm(w_v)), float(jnp.linalg.norm(w_a))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sigma_visual,sigma_audio", [(0.25, 0.25), (0.5, 0.0), (0.0, 0.3)])
 def test_the_certificate_of_a_linear_model_is_sound_and_tight(sigma_visual, sigma_audio):
     logits_fn, image, audio, margin, norm_v, norm_a = _linear()

@@ -15,6 +15,7 @@ def _main(tmp_path, *args):
     return proc.returncode, proc.stdout + proc.stderr
 
 
+@pytest.mark.slow
 def test_a_paper_config_without_data_and_weights_names_both_at_once(tmp_path):
     rc, out = _main(tmp_path, "--config=configs/kinetics.py")
     assert rc == 2 and "Traceback" not in out, out
@@ -22,6 +23,7 @@ def test_a_paper_config_without_data_and_weights_names_both_at_once(tmp_path):
     assert "python -m avjax.data.prepare --preset kinetics_sounds" in out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, says", [
     (["--config=configs/synthetic.py:defense=bogus"], "unknown defense 'bogus'"),
     (["--config=configs/synthetic.py:colour=red"], "unknown config variant(s) ['colour']"),

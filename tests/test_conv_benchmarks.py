@@ -5,6 +5,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import needs_torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -16,6 +18,7 @@ def _run(script, *args):
     return proc
 
 
+@pytest.mark.slow
 def test_small_map_reproducer_prints_both_formulations_and_a_verdict():
     proc = _run("xla_small_map.py", "--repeats", "1")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -27,6 +30,7 @@ def test_small_map_reproducer_prints_both_formulations_and_a_verdict():
     assert _run("xla_small_map.py", "--repeats", "1", "--check", "--needed", "1e9").returncode == 1
 
 
+@pytest.mark.slow
 @needs_torch
 def test_conv_formulations_smoke():
     proc = _run("conv_formulations.py", "--parts", "model", "--sizes", "32", "--repeats", "1")

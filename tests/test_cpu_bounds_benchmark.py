@@ -5,6 +5,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import needs_torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -28,6 +30,7 @@ def test_table_passes_follow_the_attack_counts():
             assert passes["torch"][f"{branch} forward"] == 9 + (len(settings) - len(attacked)) * len(methods) + 1
 
 
+@pytest.mark.slow
 @needs_torch
 def test_cpu_bounds_smoke():
     proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "cpu_bounds.py"), "--size", "small",

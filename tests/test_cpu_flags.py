@@ -3,6 +3,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from avjax import cpu_flags
 
 
@@ -15,6 +17,7 @@ def _python(code, **env):
     return proc.stdout.strip(), proc.stderr
 
 
+@pytest.mark.slow
 def test_import_applies_flags_before_the_backend_starts_even_after_import_jax():
     out, err = _python("import os, jax, avjax; print(os.environ['XLA_FLAGS'])")
     assert out == " ".join(cpu_flags.CPU_XLA_FLAGS)
@@ -43,6 +46,7 @@ def test_every_flag_is_one_this_xla_accepts():
     assert out == "2.0"
 
 
+@pytest.mark.slow
 def test_late_import_warns_with_the_remedy_and_opt_out_silences_it():
     late = "import os, jax; jax.numpy.ones(1).block_until_ready(); import avjax; print(os.environ.get('XLA_FLAGS'))"
     out, err = _python(late)

@@ -2,9 +2,12 @@
 import os
 import re
 
+import pytest
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.mark.slow
 def test_api_examples_run():
     text = open(os.path.join(REPO, "docs", "api.md")).read()
     blocks = re.findall(r"```python\n(.*?)```", text, re.S)
@@ -15,6 +18,7 @@ def test_api_examples_run():
     assert namespace["result"]["n"] == 4 and namespace["codes"].shape == (3, 64)
 
 
+@pytest.mark.slow
 def test_readme_example_runs():
     text = open(os.path.join(REPO, "README.md")).read()
     blocks = re.findall(r"```python\n(.*?)```", text, re.S)

@@ -38,6 +38,7 @@ def test_stored_without_outputs_with_badge_and_install_cell(path):
     assert "AVJAX_NOTEBOOK_SIZE" in book.cells[1].source and "pip" in book.cells[1].source
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=os.path.basename)
 def test_runs_top_to_bottom_at_tiny_sizes(path, monkeypatch, tmp_path):
     from nbclient import NotebookClient

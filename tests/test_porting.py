@@ -135,6 +135,7 @@ def test_torch_free_reader_equals_torch_load(tmp_path, original_state):
     assert ours["d"].dtype == np.float64
 
 
+@pytest.mark.slow
 def test_convert_command_writes_a_loadable_model(tmp_path, original_dir):
     out = tmp_path / "converted"
     assert convert.main([str(original_dir), str(out), "--num-classes", "28"]) == 0

@@ -46,6 +46,7 @@ def test_saved_checkpoint_loads_back_to_the_same_model(tmp_path, original_state)
     assert all(jax.tree.leaves(same))
 
 
+@pytest.mark.slow
 def test_only_the_released_architecture_is_exported():
     module = AVClassifier(num_classes=3, fusion="sum", visual_pool="avg", width=0.25)
     variables = module.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)), jnp.zeros((1, 4096)))

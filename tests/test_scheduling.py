@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import pytest
 
 CONFTEST = '''
 import pytest
@@ -28,6 +29,7 @@ def _record(name, seconds):
 '''
 
 
+@pytest.mark.slow
 def test_a_grouped_file_runs_on_one_worker(tmp_path):
     (tmp_path / "conftest.py").write_text(CONFTEST)
     for name in ("grouped", "spread"):

@@ -90,6 +90,7 @@ def _compare(pair, method, variant, setting, dtype=np.float64):
     return acc, ref_acc, same.mean()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("setting", list(SETTINGS))
 @pytest.mark.parametrize("method,variant", [("fgsm", "original"), ("pgd", "standard"),
                                             ("mim", "original"), ("mim", "standard")])
@@ -104,6 +105,7 @@ FLOAT32_CASES = ([("fgsm", "original", s) for s in SETTINGS]  # iterative ones o
                                                ("mim", "standard"))])                  # covers all
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method,variant,setting", FLOAT32_CASES)
 def test_float32_agrees_with_the_original_semantics(pair, method, variant, setting):
     """Rounding alone makes float32 trajectories drift: FGSM >= 99.9 % identical, accuracy within one."""
@@ -113,6 +115,7 @@ def test_float32_agrees_with_the_original_semantics(pair, method, variant, setti
         assert identical >= 0.999, f"only {identical:.6f} of elements identical"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["pgd", "mim"])
 @pytest.mark.parametrize("setting", ["xA", "xAV"])
 def test_benchmark_competent_torch_baseline_computes_the_same_attack(pair, method, setting):

@@ -13,6 +13,7 @@ SETTINGS = {"xA": (0.0, 0.012), "xV": (0.012, 0.0), "xAV": (0.006, 0.006)}
 TOL = 1e-6
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("setting", list(SETTINGS))
 @pytest.mark.parametrize("method,variant,units", [
     ("fgsm", "standard", "normalized"), ("pgd", "standard", "normalized"), ("mim", "standard", "normalized"),
@@ -81,6 +82,7 @@ def test_fgsm_on_a_linear_model_is_the_closed_form():
     np.testing.assert_allclose(adv_a, np.clip(audio + 0.05 * np.sign(g_a), -1, 1), atol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method,variant,independent", [
     ("fgsm", "standard", True), ("pgd", "standard", True), ("mim", "standard", True),
     ("mim", "original", False)])
@@ -104,6 +106,7 @@ def test_one_trace_per_shape(small):
     assert attack_api._run._cache_size() == before
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method, program, options", [
     ("apgd", "_run_apgd", dict(steps=3)), ("square", "_run_square", dict(queries=3)), ("fab", "_fab_search", dict(steps=2))])
 def test_strong_attacks_trace_once_per_shape(small, method, program, options):
@@ -120,6 +123,7 @@ def test_strong_attacks_trace_once_per_shape(small, method, program, options):
     assert getattr(attack_api, program)._cache_size() == before
 
 
+@pytest.mark.slow
 def test_unrolled_loop_equals_fori_loop(small):
     fns, image, audio, label = small
     kw = dict(eps_visual=0.006, eps_audio=0.006, units="normalized")
@@ -129,6 +133,7 @@ def test_unrolled_loop_equals_fori_loop(small):
         np.testing.assert_allclose(x, y, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_random_start_and_restarts_stay_in_the_ball(small):
     fns, image, audio, label = small
     key = jax.random.key(3)
@@ -160,6 +165,7 @@ def test_normalized_units_are_per_channel_pixel_eps():
         attacks.image_space("bits")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", ["standard", "original"])
 @pytest.mark.parametrize("setting", list(SETTINGS))
 def test_one_program_for_pgd_and_mim_equals_each(small, variant, setting):
@@ -180,6 +186,7 @@ def test_one_program_for_pgd_and_mim_equals_each(small, variant, setting):
         run_attack(fns, image, audio, label, eps_v, eps_a, attacks.make_config("fgsm", **opts), mim=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant,setting", [("standard", "xA"), ("standard", "xV"), ("standard", "xAV"),
                                              ("original", "xAV")])
 def test_given_clean_gradients_replace_the_first_step(small, variant, setting):

@@ -30,6 +30,7 @@ def defended():
     return fns, image, audio, label
 
 
+@pytest.mark.slow
 def test_atoms_are_labelled_by_the_head_and_targets_belong_to_another_class(defended):
     fns, image, audio, label = defended
     labels = attacks.atom_labels(fns)
@@ -44,6 +45,7 @@ def test_atoms_are_labelled_by_the_head_and_targets_belong_to_another_class(defe
             assert int(labels[k]) != int(label[i])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("eps_v, eps_a", [(0.0, 0.05), (0.05, 0.0), (0.03, 0.03)])
 def test_collision_stays_in_the_ball_and_moves_the_features_onto_the_target(defended, eps_v, eps_a):
     fns, image, audio, label = defended
@@ -64,6 +66,7 @@ def test_collision_stays_in_the_ball_and_moves_the_features_onto_the_target(defe
             assert float(jnp.mean((f1 - t) ** 2)) < float(jnp.mean((f0 - t) ** 2))
 
 
+@pytest.mark.slow
 def test_a_model_without_memory_is_refused(defended):
     fns, image, audio, label = defended
     plain = attacks.ModelFns(fns.module.clone(memory=None), {k: v for k, v in fns.variables.items() if k != "memory"})
@@ -71,6 +74,7 @@ def test_a_model_without_memory_is_refused(defended):
         attacks.atom_labels(plain)
 
 
+@pytest.mark.slow
 def test_the_standard_protocol_runs_it_against_memory_models_only(defended):
     from avjax.evaluation import protocol
     spec = protocol.ProtocolSpec.from_config(base_config().eval)

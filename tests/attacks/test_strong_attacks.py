@@ -26,6 +26,7 @@ def _in_ball(adv_v, adv_a, image, audio, eps_v, eps_a, units):
         np.testing.assert_array_equal(adv_a, audio)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("setting,units", [("xA", "pixel"), ("xAV", "normalized")])
 def test_apgd_and_square_stay_in_ball_and_bounds(small, setting, units):
     fns, image, audio, label = small
@@ -108,6 +109,7 @@ def _reference_apgd(loss_fn, x0, eps, steps, lo=-1.0, hi=1.0):
     return best_x
 
 
+@pytest.mark.slow
 def test_apgd_follows_the_reference_algorithm_step_by_step():
     """From the clean input (no random start), with a concave loss whose maximum lies inside the ball,
     avjax's APGD ends at the reference algorithm's best point."""
@@ -141,6 +143,7 @@ def test_dlr_losses_closed_form_and_invariance():
         losses.dlr(logits[:, :2], label)
 
 
+@pytest.mark.slow
 def test_square_respects_its_budget_and_is_reproducible(small):
     fns, image, audio, label = small
     run = lambda seed: attacks.square(fns, image, audio, label, eps_visual=0.01, eps_audio=0.0,  # noqa: E731
@@ -155,6 +158,7 @@ def test_square_respects_its_budget_and_is_reproducible(small):
     assert np.all(queries[~fooled] == 40)      # an unbroken example spends the whole budget, no more
 
 
+@pytest.mark.slow
 def test_apgd_example_does_not_depend_on_batch_mates(small):
     fns, image, audio, label = small
     kw = dict(eps_visual=0.01, eps_audio=0.01, key=jax.random.key(0), steps=5)
@@ -188,6 +192,7 @@ def _run_protocol(fns, batch, spec, names, settings=(0, 1, 2)):
     return protocol.summarize(correct, names, spec)
 
 
+@pytest.mark.slow
 def test_masked_gradients_fool_white_box_not_square_and_the_checklist_flags_it():
     """A model that reads its input through stop_gradient: every white-box gradient is 0."""
     image = jax.random.uniform(jax.random.key(0), (6, 6, 6, 3), minval=0.3, maxval=0.7)
@@ -245,6 +250,7 @@ def _mlp(seed=0, dims=(6, 6, 3), length=64, classes=5, batch=8):
     return attacks.core.as_model_fns(logits_fn), image, audio, logits_fn(image, audio).argmax(-1)
 
 
+@pytest.mark.slow
 def test_worst_case_is_never_better_than_any_member():
     fns, image, audio, label = _mlp()
     batch = {"image": image, "audio": audio, "label": label}
@@ -262,6 +268,7 @@ def test_worst_case_is_never_better_than_any_member():
     assert all(c["passed"] for c in res["checklist"] if c["check"] in ("zero_gradient", "rescore"))
 
 
+@pytest.mark.slow
 def test_highest_loss_point_has_the_highest_source_loss_and_the_transfer_attack_uses_it():
     """point='highest_loss' returns, per example, the run's highest-loss iterate whether or not an earlier one
     already fooled the model (AutoAttack's point is the first success, a thin-margin point that rarely
@@ -294,6 +301,7 @@ def test_every_protocol_attack_draws_its_own_random_start():
     np.testing.assert_array_equal(jax.random.key_data(protocol.attack_key(root, 0, 2, "apgd-ce")), keys["apgd-ce"])
 
 
+@pytest.mark.slow
 def test_square_is_effective_on_waveforms_a_high_pass_net_hears():
     """A waveform net of zero-mean (high-pass) filters, as convolutions with BatchNorm are: a window of one sign is
     a DC step it does not hear (Square then fooled none of these examples); square waves of random period do."""

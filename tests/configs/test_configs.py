@@ -169,11 +169,13 @@ def test_every_variant_loads_and_its_runs_are_among_the_trained_ones():
     assert fusions == set(FUSIONS) and {"none", "minsim", "maxsim", "pcl"} <= defenses
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("run", list(DISTINCT_RUNS))
 def test_synthetic_runlocal_run_trains_one_step(run):
     _one_step(DISTINCT_RUNS[run])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["ave", "music", "kinetics"])
 @pytest.mark.parametrize("variant", ["", "defense=pcl"])  # other variants: synthetic + load tests
 def test_paper_runlocal_variant_trains_one_step(layout_roots, name, variant):
@@ -184,6 +186,7 @@ def test_paper_runlocal_variant_trains_one_step(layout_roots, name, variant):
     _one_step(run_config(config, list(config.runs)[-1]))
 
 
+@pytest.mark.slow
 def test_bfloat16_compute_trains_one_step():
     config = load("synthetic", "runlocal,modality=av")
     config.unlock()
@@ -191,6 +194,7 @@ def test_bfloat16_compute_trains_one_step():
     _one_step(config)
 
 
+@pytest.mark.slow
 def test_paper_config_end_to_end_on_a_prepared_layout(layout_roots, tmp_path):
     """configs/ave.py:runlocal trains, tests and evaluates under attack from real prepared media; from the
     decoded format (avjax.data.decoded), the same run to the bit."""

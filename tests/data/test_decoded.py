@@ -53,6 +53,7 @@ def _equal(a, b):
         assert np.asarray(a[k]).dtype == np.asarray(b[k]).dtype, k
 
 
+@pytest.mark.slow
 def test_examples_equal_layout_a_to_the_bit(folder):
     root, _ = folder
     files, files_t = sources.build(folder_config(root).data)
@@ -93,6 +94,7 @@ def test_pipelines_give_the_same_batches(folder):
         _equal(x, y)                                    # (read in process whatever the workers)
 
 
+@pytest.mark.slow
 def test_decoded_on_first_use_and_kept(folder, tmp_path):
     root, _ = folder
     config = folder_config(root, **{"data.source": "decoded", "data.decoded_dir": str(tmp_path / "dec")})
@@ -105,6 +107,7 @@ def test_decoded_on_first_use_and_kept(folder, tmp_path):
     assert os.path.getmtime(index) == before
 
 
+@pytest.mark.slow
 def test_a_killed_write_redoes_only_the_unfinished_split(folder, tmp_path):
     root, out = folder
     copy = tmp_path / "dec"

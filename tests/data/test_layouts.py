@@ -29,6 +29,7 @@ def prepared(tmp_path_factory):
     return root, out, items, rows, counts
 
 
+@pytest.mark.slow
 def test_prepare_writes_layout_a_and_counts(prepared):
     _, out, items, rows, counts = prepared
     assert sum(counts.values()) == 10 and {s for _, s in counts} <= {"train", "val", "test"}

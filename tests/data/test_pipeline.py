@@ -3,6 +3,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 SCRIPT = r'''
@@ -27,6 +29,7 @@ if __name__ == "__main__":
 '''
 
 
+@pytest.mark.slow
 def test_eval_workers_leave_no_shared_memory_behind():
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
     out = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env, timeout=300,

@@ -42,6 +42,7 @@ def inputs(batch=3):
             jax.random.uniform(jax.random.key(2), (batch, 4096), minval=-1, maxval=1))
 
 
+@pytest.mark.slow
 def test_features_pass_through_the_memory_before_fusion():
     model, plain = memory_model()
     image, audio = inputs()
@@ -58,6 +59,7 @@ def test_features_pass_through_the_memory_before_fusion():
     assert not np.allclose(logits, plain.apply(variables, image, audio)[0])
 
 
+@pytest.mark.slow
 def test_a_defended_model_refuses_to_start_without_a_fitting_memory():
     model, plain = memory_model()
     image, audio = inputs(1)
@@ -73,6 +75,7 @@ def test_a_defended_model_refuses_to_start_without_a_fitting_memory():
         build(dict(modality="audio", num_classes=4, memory=dict(base_config().model.memory, size=4)))
 
 
+@pytest.mark.slow
 def test_ce_plus_cos_attack_loss_works_on_unimodal_models():
     image, audio = inputs(2)
     for modality in ("audio", "visual"):
@@ -93,6 +96,7 @@ def defense_table(tmp_path_factory):
     return config, workdir
 
 
+@pytest.mark.slow
 def test_defense_all_renders_the_appendix_table(defense_table):
     config, workdir = defense_table
     md = open(os.path.join(workdir, "results.md")).read()
@@ -114,6 +118,7 @@ def test_defense_all_renders_the_appendix_table(defense_table):
     assert {r["defense"] for r in records if r["label"].startswith("AT")} == {"at_a", "at_v", "at_av"}
 
 
+@pytest.mark.slow
 def test_memory_diagnostics_are_reported_and_agree_with_the_table(defense_table):
     _, workdir = defense_table
     md = open(os.path.join(workdir, "results.md")).read()
@@ -169,6 +174,7 @@ def test_blend_zero_is_the_model_without_its_memory():
     assert model.memory.blend == 0.5 and fns.module.memory.blend == 0.0
 
 
+@pytest.mark.slow
 def test_memory_is_exported_with_the_model_and_never_trained(defense_table):
     _, workdir = defense_table
     for run in ("exfmem", "minsim_exfmem"):
@@ -194,6 +200,7 @@ def test_an_exported_model_with_a_memory_that_does_not_fit_is_refused(tmp_path):
         model_dir.load_model(tmp_path / "m")
 
 
+@pytest.mark.slow
 def test_memory_banks_from_train_mode_and_from_eval_mode_features():
     from avjax import parallel
     from avjax.data import sources as data_sources
@@ -222,6 +229,7 @@ def test_memory_banks_from_train_mode_and_from_eval_mode_features():
         collect_features(model, variables, srcs, tfs, source="eval_best", **dict(kw, size=100))
 
 
+@pytest.mark.slow
 def test_non_finite_logits_stop_the_evaluation_instead_of_making_a_table():
     from avjax.data import sources as data_sources
     from avjax.evaluation import robustness
@@ -263,6 +271,7 @@ def test_bpda_surrogates_keep_the_forward_and_replace_the_backward():
                                np.asarray(f) @ np.asarray(bank).T, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_standard_protocol_with_adaptive_attacks_writes_the_leaderboard(defense_table, tmp_path):
     """The standard protocol on the undefended model and ExFMem: adaptive attacks on the defended
     model only, transfer from the baseline, worst case per setting, leaderboard.json and results.md."""

@@ -28,6 +28,7 @@ def report(tmp_path_factory):
     return workdir, config
 
 
+@pytest.mark.slow
 def test_report_folder_has_every_example_and_escapes_data(report):
     workdir, config = report
     page = open(workdir / "report" / "index.html", encoding="utf-8").read()
@@ -42,6 +43,7 @@ def test_report_folder_has_every_example_and_escapes_data(report):
         assert os.path.isfile(workdir / "report" / src), src
 
 
+@pytest.mark.slow
 def test_embeddings_are_measured_and_drawn(report):
     workdir, _ = report
     import json
@@ -81,6 +83,7 @@ def test_gallery_numbers_are_the_perturbations():
     np.testing.assert_allclose(gallery.snr_db(clean, clean + 0.05), 20 * np.log10(0.5 / 0.05), rtol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium; "
                                              ".ci/run installs it)")
 def test_report_loads_in_headless_chromium(report, tmp_path):

@@ -74,6 +74,7 @@ def two_seeds(tmp_path_factory):
     return workdir, config
 
 
+@pytest.mark.slow
 def test_two_seeds_give_one_table_with_spread_and_findings(two_seeds):
     workdir, config = two_seeds
     text = open(workdir / "results.md").read()
@@ -95,6 +96,7 @@ def test_two_seeds_give_one_table_with_spread_and_findings(two_seeds):
     assert not os.path.exists(workdir / "seed_0" / "report")  # one report, at the top
 
 
+@pytest.mark.slow
 def test_two_seeds_train_different_models_and_resume_without_retraining(two_seeds):
     workdir, config = two_seeds
     accs = [json.load(open(workdir / f"seed_{s}" / "runs" / "av" / "train.json"))["history"] for s in (0, 1)]

@@ -24,6 +24,7 @@ def model():
     return _model()
 
 
+@pytest.mark.slow
 def test_the_report_has_every_setting_with_its_worst_case_checks_and_flags(model):
     logits_fn, image, audio, label = model
     report = run_standard_evaluation(logits_fn, image, audio, label, eps_visual=0.03, eps_audio=0.05,
@@ -44,6 +45,7 @@ def test_the_report_has_every_setting_with_its_worst_case_checks_and_flags(model
     assert report["attacks"]["apgd-ce"]["steps"] == 5
 
 
+@pytest.mark.slow
 def test_with_a_baseline_the_transfer_check_runs(model):
     logits_fn, image, audio, label = model
     report = run_standard_evaluation(logits_fn, image, audio, label, eps_visual=0.03, eps_audio=0.05,
@@ -53,6 +55,7 @@ def test_with_a_baseline_the_transfer_check_runs(model):
     assert transfer["passed"] in (True, False) and "transfer" in report["settings"]["xAV"]["per_attack"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("masked_input", ["audio", "visual"])
 def test_a_modality_read_through_stop_gradient_is_flagged_and_not_more_robust(model, masked_input):
     """The same outputs with zero input gradient in one modality: in that modality's setting the masked model must
@@ -118,6 +121,7 @@ def test_a_reported_success_the_full_model_does_not_confirm_counts_as_right_and_
     assert [c["setting"] for c in flagged] == ["xAV"] and "square: 1" in flagged[0]["detail"]
 
 
+@pytest.mark.slow
 def test_a_model_whose_logits_depend_on_its_batch_mates_is_flagged_by_the_rescore():
     """The attack keeps each example's success from the step that found it, with its batch-mates where they were
     then; the returned batch holds every example's own final point. A model that normalises its logits over the

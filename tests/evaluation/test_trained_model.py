@@ -30,6 +30,7 @@ def trained(tmp_path_factory):
     return config, workdir, out
 
 
+@pytest.mark.slow
 def test_accuracy_does_not_increase_with_eps(trained):
     _, _, out = trained
     res = out["evaluate"]["av"]
@@ -42,6 +43,7 @@ def test_accuracy_does_not_increase_with_eps(trained):
         assert summary["xAV"] <= summary["clean"] and summary["xA"] <= summary["clean"], method
 
 
+@pytest.mark.slow
 def test_evaluation_stage_files(trained):
     config, workdir, _ = trained
     data = json.load(open(workdir / "results.json"))

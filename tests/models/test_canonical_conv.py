@@ -38,6 +38,7 @@ def _dn(ndim):
     return ("NHWC", "HWIO", "NHWC") if ndim == 4 else ("NWC", "WIO", "NWC")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("form", [None, "direct", "taps"])
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-{c[1]}-{c[2]}-{c[3]}")
 def test_values_and_both_gradients_equal_lax_in_float64(case, form):
@@ -134,6 +135,7 @@ def test_input_gradient_in_a_loop_uses_the_canonical_kernel_layout():
         assert "01oi" in _loop_kernel_layouts(lax.conv_general_dilated), "XLA:CPU changed; the workaround may go"
 
 
+@pytest.mark.slow
 def test_nets_use_it():
     from avjax.models import AVClassifier
     module = AVClassifier(num_classes=3, width=0.125)

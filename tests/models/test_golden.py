@@ -29,6 +29,7 @@ def ported(tmp_path_factory, original_state):
     return porting.load_original_checkpoint(d, gs.NUM_CLASSES)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", ["small", "paper"])
 def test_original_checkpoint_matches_pytorch(golden, ported, size):
     module, variables = ported
@@ -53,6 +54,7 @@ def test_torchvision_trunk_matches_pytorch(golden, original_state):
     np.testing.assert_allclose(np.asarray(pooled), golden["paper/visual"], rtol=0, atol=ATOL)
 
 
+@pytest.mark.slow
 def test_float64_model_computes_in_float64(golden, original_state, tmp_path):
     from safetensors.numpy import save_file
     for part, sd in original_state.items():
@@ -65,6 +67,7 @@ def test_float64_model_computes_in_float64(golden, original_state, tmp_path):
         np.testing.assert_allclose(np.asarray(logits), golden["small/logits"], atol=ATOL)
 
 
+@pytest.mark.slow
 @needs_torch
 def test_goldens_regenerate_live_and_match_in_float64(golden, original_state, tmp_path):
     """Rebuild the PyTorch nets, check the committed golden, then compare avjax in float64."""

@@ -61,6 +61,7 @@ def model():
     return module, module.init(jax.random.key(0), image, audio), image, audio
 
 
+@pytest.mark.slow
 def test_attack_path_equals_the_forward_pass_and_batch_mates_do_not_matter(model):
     module, variables, image, audio = model
     assert isinstance(module, LocalizationClassifier)
@@ -78,6 +79,7 @@ def test_attack_path_equals_the_forward_pass_and_batch_mates_do_not_matter(model
         build({"modality": "audio", "num_classes": 4, "architecture": "localization"})
 
 
+@pytest.mark.slow
 def test_localization_run_writes_the_table_and_heat_maps(tmp_path):
     config = experiment.load_config("configs/synthetic.py", "runlocal,model=localization", **{
         "eval.methods": ("pgd",), "eval.sweep_eps": (), "localization.figure_examples": 3})
@@ -165,6 +167,7 @@ def test_alike_pairs_of_other_classes_are_no_negatives():
     np.testing.assert_allclose(kept, row_losses(True).mean(), rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_finer_maps_with_the_same_parameters():
     image = jax.random.uniform(jax.random.key(1), (2, 64, 64, 3))
     audio = jax.random.uniform(jax.random.key(2), (2, 4096), minval=-1, maxval=1)

@@ -59,6 +59,7 @@ def test_fusion_heads_follow_the_appendix(name):
     assert got.shape[-1] == FUSIONS[name].output_dim(6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("length", [4096, 11025, 65535])
 def test_audio_net_takes_any_length(length):
     net = AudioNet(width=0.125)
@@ -79,6 +80,7 @@ def test_visual_pooling_modes_and_map():
     np.testing.assert_allclose(mx, fmap.max((1, 2)), rtol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("modality", ["av", "audio", "visual"])
 def test_unimodal_models_ignore_the_other_modality(modality):
     model = build(dict(modality=modality, width=0.125, num_classes=4))
@@ -93,6 +95,7 @@ def test_unimodal_models_ignore_the_other_modality(modality):
     assert np.array_equal(logits, logits_v) == (modality == "visual")
 
 
+@pytest.mark.slow
 def test_compute_dtype_follows_inputs_and_config():
     model = build(dict(modality="av", width=0.125, num_classes=4))
     image, audio = jnp.zeros((1, 32, 32, 3)), jnp.zeros((1, 4096))

@@ -70,6 +70,7 @@ def test_pools_keep_bfloat16():
     assert jax.grad(lambda v: max_pool_3x3_s2_p1(v).astype(jnp.float32).sum())(x).dtype == jnp.bfloat16
 
 
+@pytest.mark.slow
 @needs_torch
 def test_pools_against_pytorch_with_ties():
     """The stem pool equals MaxPool2d(3, 2, 1) in value and gradient exactly (float64); the audio net's pool

@@ -43,6 +43,7 @@ def _adv_cfg(config, threat, **overrides):
     return c.train.adversarial
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("threat,units,bn", [("A", "pixel", "train"), ("V", "pixel", "eval"),
                                              ("AV", "normalized", "train")])
 def test_the_attacked_batch_stays_in_its_ball_and_range_and_the_other_input_is_untouched(setup, threat, units, bn):
@@ -76,6 +77,7 @@ def _step(model, optimizer, defense, adversarial_cfg):
     return jax.jit(make_steps(model, optimizer, defense, adversarial_cfg)[0])
 
 
+@pytest.mark.slow
 def test_without_a_threat_the_step_is_the_plain_one(setup, plain_step):
     config, model, optimizer, state, batch = setup
     key = jax.random.key(4)
@@ -84,6 +86,7 @@ def test_without_a_threat_the_step_is_the_plain_one(setup, plain_step):
     jax.tree.map(np.testing.assert_array_equal, plain.params, off.params)
 
 
+@pytest.mark.slow
 def test_the_step_trains_on_the_attacked_batch_with_no_gradient_through_the_attack(setup, plain_step):
     """The AT step equals the plain step on the batch its attack returns (so the attack is a constant of the
     loss), and that batch has a higher training loss than the clean one; with `clean_weight` the clean loss

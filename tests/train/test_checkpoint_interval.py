@@ -2,6 +2,8 @@
 always saved, and the trajectory does not depend on how often it was saved."""
 import os
 
+import pytest
+
 from avjax.checkpoint import RunCheckpoints
 from avjax.data import sources
 from avjax.experiment import load_config
@@ -36,6 +38,7 @@ def _run(tmp_path, name, min_interval_s, max_to_keep):
     return summary, saved, latest
 
 
+@pytest.mark.slow
 def test_min_interval_saves_only_the_last_step_and_changes_nothing_else(tmp_path):
     every, saved_every, _ = _run(tmp_path, "every_epoch", 0.0, 2)
     sparse, saved_sparse, latest = _run(tmp_path, "sparse", 1e9, 2)

@@ -2,6 +2,7 @@
 import json
 import os
 import socket
+import pytest
 import subprocess
 import sys
 
@@ -55,6 +56,7 @@ def _free_port():
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_processes_on_loopback_match_one_process():
     port = _free_port()
     # No shared compilation cache: a process that loads a program the other is still compiling runs ahead,

@@ -12,6 +12,7 @@ from avjax.train.loop import NonFiniteLossError, setup_run, train_and_evaluate
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+@pytest.mark.slow
 def test_exploding_run_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     spec = importlib.util.spec_from_file_location("cfg", os.path.join(REPO, "configs", "synthetic.py"))
     module = importlib.util.module_from_spec(spec)

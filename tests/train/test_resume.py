@@ -54,6 +54,7 @@ def _interrupt(workdir, sig):
     return proc.returncode, output
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_equals_uninterrupted(tmp_path, straight):
     killed = tmp_path / "killed"
     _interrupt(killed, signal.SIGKILL)
@@ -63,6 +64,7 @@ def test_resume_after_sigkill_equals_uninterrupted(tmp_path, straight):
     assert _summary(killed) == straight[0]
 
 
+@pytest.mark.slow
 def test_sigterm_saves_exits_cleanly_and_resumes(tmp_path, straight):
     workdir = tmp_path / "preempted"
     code, output = _interrupt(workdir, signal.SIGTERM)
@@ -71,6 +73,7 @@ def test_sigterm_saves_exits_cleanly_and_resumes(tmp_path, straight):
     assert _summary(workdir) == straight[0]
 
 
+@pytest.mark.slow
 def test_damaged_latest_checkpoint_resumes_from_the_previous_step(tmp_path, straight):
     from tests.train.test_checkpoint import _flip_bytes
     workdir = tmp_path / "damaged"
@@ -100,6 +103,7 @@ def _reports(workdir):
     return {name: (workdir / name).read_bytes() for name in ("results.json", "results.md")}
 
 
+@pytest.mark.slow
 def test_evaluation_killed_midway_resumes_and_writes_the_same_results(tmp_path, straight):
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     for workdir in (whole, killed):
