@@ -1,10 +1,12 @@
 """Compiled programs are dropped once the process holds many memory mappings (and only then)."""
 import jax
 import jax.numpy as jnp
+import pytest
 
 from avjax import compiled
 
 
+@pytest.mark.slow
 def test_release_if_many_drops_compiled_programs_above_the_limit():
     f = jax.jit(lambda x: jnp.sin(x) * 2)
     f(jnp.ones(3))
@@ -34,6 +36,7 @@ print(used, len(os.listdir(used)) if used else 0)
 """
 
 
+@pytest.mark.slow
 def test_persistent_cache_keeps_programs_unless_the_user_chose_a_directory_or_turned_it_off(tmp_path):
     mine = tmp_path / "avjax_cache"
     used, entries = _python(CACHE_SCRIPT.format(d=str(mine))).split()
@@ -44,6 +47,7 @@ def test_persistent_cache_keeps_programs_unless_the_user_chose_a_directory_or_tu
     assert _python(CACHE_SCRIPT.format(d="")).split() == ["0"]
 
 
+@pytest.mark.slow
 def test_the_size_bounded_cache_reads_its_entries_back_without_a_warning(tmp_path):
     """avjax bounds the cache's size, for which JAX needs `filelock` (a pinned dependency): without it every run
     warned that it could not read the cache entries back."""
@@ -58,3 +62,4 @@ def test_the_size_bounded_cache_reads_its_entries_back_without_a_warning(tmp_pat
                               check=True)
         assert "filelock" not in proc.stderr and "Error reading persistent compilation cache" not in proc.stderr, \
             proc.stderr[-2000:]
+

@@ -8,10 +8,11 @@ ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
 
 # Which avjax packages each layer may import (besides itself and the bottom layers, `avjax.common` and
 # `avjax.errors`): lower layers never import higher ones (attacks never import training; models never import data).
-BOTTOM = {"common", "errors"}
+BOTTOM = {"common", "errors", "compiled"}
 ALLOWED = {
     "common": set(),
     "errors": set(),
+    "compiled": set(),
     "models": {"defenses", "configs"},
     "attacks": {"models"},
     "defenses": set(),

@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from avjax import compiled
 from avjax.evaluation.robustness import SETTINGS, EvalSpec, adversarial_inputs
 
 
@@ -16,7 +17,8 @@ def _predict_all(fns, batch, spec, method):
     return {name: adv for name, adv in zip(SETTINGS, advs)}, preds
 
 
-_jit_predict_all = jax.jit(_predict_all, static_argnames=("spec", "method"))
+# one batch of one model per run: compiled as a program that runs once
+_jit_predict_all = jax.jit(_predict_all, static_argnames=("spec", "method"), compiler_options=compiled.RUNS_ONCE)
 
 
 def snr_db(clean, adversarial):

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from avjax import parallel
+from avjax import compiled, parallel
 from avjax.evaluation.common import SETTINGS, eval_batches, gather
 from avjax.evaluation.robustness import EvalSpec, adversarial_inputs
 from avjax.models.localization import heatmap
@@ -77,7 +77,8 @@ def _batch_scores(fns, batch, spec, methods):
     return {k: box_scores(heat, batch["box"]) for k, (heat, _, _) in maps.items()}
 
 
-_jit_maps = jax.jit(_batch_maps, static_argnames=("spec", "methods"))
+# the heat-map figure: one batch of one model per run, compiled as a program that runs once
+_jit_maps = jax.jit(_batch_maps, static_argnames=("spec", "methods"), compiler_options=compiled.RUNS_ONCE)
 _jit_scores = jax.jit(_batch_scores, static_argnames=("spec", "methods"))
 
 

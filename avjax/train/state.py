@@ -7,6 +7,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
+from avjax import compiled
 from avjax.defenses.memory import check_memory
 
 log = logging.getLogger(__name__)
@@ -40,13 +41,11 @@ class TrainState:
         return self.replace(params=trainable["params"], pcl=trainable["pcl"])
 
 
-@functools.partial(jax.jit, static_argnums=0, compiler_options={"xla_backend_optimization_level": 0})
+@functools.partial(jax.jit, static_argnums=0, compiler_options=compiled.RUNS_ONCE)
 def _init_variables(model, key, image, audio):
     """Jitted: one program instead of ~180 eager initialiser programs; the model is static (linen modules are
     hashable), so equal models share the program. The program is almost all threefry bit mixing (one
-    generator per parameter) and runs once, so LLVM does not optimise it, which makes it compile about three
-    times faster (the values can differ from an optimised build in the last bit, where LLVM would fuse a
-    multiply-add)."""
+    generator per parameter) and runs once, so it is compiled as `avjax.compiled.RUNS_ONCE`."""
     return model.init(key, image, audio, train=False)
 
 
