@@ -47,6 +47,9 @@ def run_config(config, name):
             ft = config.train.adversarial.finetune
             c.train.num_epochs = ft.num_epochs or c.train.num_epochs
             c.train.lr_steps = tuple(ft.lr_steps) if ft.num_epochs else c.train.lr_steps
+        if run.get("noise"):
+            c.train.noise.update(dict(sigma_visual=float(config.smoothing.sigma_visual),
+                                      sigma_audio=float(config.smoothing.sigma_audio)))
         adversarial_threat_model(c)
     return c
 
@@ -93,6 +96,8 @@ def defense_of(config, name) -> str:
         parts.append("exfmem")
     if run.get("adversarial"):
         parts.append(f"at_{run.adversarial.lower()}")
+    if run.get("noise"):
+        parts.append("noise")
     return "+".join(parts) or "none"
 
 

@@ -7,7 +7,7 @@ set (32x32 frames, 4096 samples) and writes results.md over the seeds: clean acc
 MIM robustness table as mean ± std with bootstrap intervals, and the paper's findings checked per seed
 (README: the command's time and tables).
 Variants (comma separated after a colon): fusion=<name|all>, modality=<av|audio|visual>,
-defense=<none|minsim|maxsim|pcl|exfmem|minsim+exfmem|at|all>, model=localization (the sound-source
+defense=<none|minsim|maxsim|pcl|exfmem|minsim+exfmem|at|smoothing|all>, model=localization (the sound-source
 localization model at 128x128 frames: heat maps clean and attacked, pointing / cIoU / AUC on the objects'
 boxes), runlocal (a few steps, for smoke tests).
 `defense=all` trains every row of the appendix's defense table (None, Unimodal A/V, PCL, MaxSim,
@@ -15,6 +15,8 @@ MinSim, ExFMem, MinSim+ExFMem) and evaluates them with one eps for every setting
 defended models, as the released defense evaluation (with avjax's corrected attacks and coder), then the positive control
 beyond the paper: `defense=at` trains None and one model adversarially trained per threat (AT (A), AT (V), AT (AV):
 PGD from a random start against that setting's eps), the rows a sound evaluation must find robust.
+`defense=smoothing` trains None and one model on inputs with Gaussian noise (config.smoothing), the base model of
+a smoothed classifier (`avjax.certify`).
 """
 import ml_collections
 

@@ -136,6 +136,13 @@ def base_config() -> ml_collections.ConfigDict:
         # the AT rows start from the None run's latest weights and train this schedule (0 / (): train's own)
         finetune=ml_collections.ConfigDict(dict(num_epochs=0, lr_steps=()))))
 
+    # Gaussian noise augmentation (the training of randomized smoothing, Cohen et al. 2019; `avjax.certify`), set
+    # per run by `run(..., noise=True)` from `c.smoothing`: every training input gets N(0, sigma^2) noise, on pixels
+    # in [0, 1] and on waveform samples, unclamped (as a smoothed classifier's base model sees it); 0: none.
+    c.train.noise = ml_collections.ConfigDict(dict(sigma_visual=0.0, sigma_audio=0.0))
+    # the noise of the runs trained with noise (`defense=smoothing`)
+    c.smoothing = ml_collections.ConfigDict(dict(sigma_visual=0.25, sigma_audio=0.05))
+
     # Models trained by the 'train' stage, each in workdir/runs/<name> (see `run`).
     c.runs = ml_collections.ConfigDict({"av": run("av"), "audio": run("audio"), "visual": run("visual")})
     c.rows = ()          # run names in table order (() = the baseline, then the others)
@@ -199,14 +206,17 @@ def base_config() -> ml_collections.ConfigDict:
     return c
 
 
-def run(modality="av", defense="", *, label="", init_from="", memory_from="", fusion="", adversarial=""):
+def run(modality="av", defense="", *, label="", init_from="", memory_from="", fusion="", adversarial="",
+        noise=False):
     """One trained model: its modality, training defense (''/'none', 'minsim', 'maxsim', 'pcl'),
     the run whose *latest* weights initialise it (`init_from`), the run whose features build its
     external memory (`memory_from`; the run is then fine-tuned with the memory), its fusion
-    ('' = config.model.fusion) and the threat it is adversarially trained against ('', 'A', 'V', 'AV';
-    config.train.adversarial). `label` names its table row."""
+    ('' = config.model.fusion), the threat it is adversarially trained against ('', 'A', 'V', 'AV';
+    config.train.adversarial) and whether it trains on inputs with Gaussian noise (config.smoothing).
+    `label` names its table row."""
     return ml_collections.ConfigDict(dict(modality=modality, defense=defense, label=label, init_from=init_from,
-                                          memory_from=memory_from, fusion=fusion, adversarial=adversarial))
+                                          memory_from=memory_from, fusion=fusion, adversarial=adversarial,
+                                          noise=noise))
 
 
 # The five fusions of the paper (appendix A.4), in its table's order, with their row labels
@@ -222,7 +232,7 @@ def fusion_runs() -> dict:
     return runs
 
 
-DEFENSES = ("none", "minsim", "maxsim", "pcl", "exfmem", "minsim+exfmem", "at", "all")
+DEFENSES = ("none", "minsim", "maxsim", "pcl", "exfmem", "minsim+exfmem", "at", "smoothing", "all")
 
 
 def defense_runs() -> dict:
@@ -248,6 +258,12 @@ def adversarial_runs() -> dict:
     """`defense=at`: one AV run adversarially trained per threat model (name -> run), in table order."""
     return {f"at_{threat.lower()}": run("av", label=label, adversarial=threat, init_from="av")
             for threat, label in AT_LABELS.items()}
+
+
+def noise_runs() -> dict:
+    """`defense=smoothing` (beyond the paper): an AV run trained on inputs with Gaussian noise (config.smoothing),
+    the base model of a smoothed classifier (`avjax.certify`)."""
+    return {"smoothing": run("av", label="Gaussian noise", noise=True)}
 
 
 def apply_common_variants(c, variants):
@@ -284,12 +300,16 @@ def apply_common_variants(c, variants):
     rows = {**defense_runs(), **adversarial_runs()}
     at = list(adversarial_runs())
     wanted = {"none": [], "minsim": ["minsim"], "maxsim": ["maxsim"], "pcl": ["pcl"], "exfmem": ["exfmem"],
-              "minsim+exfmem": ["minsim", "minsim_exfmem"], "at": ["av", *at], "all": list(rows)}[name]
+              "minsim+exfmem": ["minsim", "minsim_exfmem"], "at": ["av", *at], "smoothing": [],
+              "all": list(rows)}[name]
     for key in wanted:
         c.runs[key] = rows[key]
     if name == "at":  # None and the three AT rows only: the positive control on its own
         c.runs = ml_collections.ConfigDict({key: rows[key] for key in ("av", *at)})
         c.rows = ("av", *at)
+    if name == "smoothing":  # None and the run trained with noise
+        c.runs = ml_collections.ConfigDict({"av": rows["av"], **noise_runs()})
+        c.rows = ("av", *noise_runs())
     if name == "all":
         c.rows = tuple(rows)
         c.eval.defended_loss = "ce+cos"  # the released defense evaluation: CE + cos on defended models

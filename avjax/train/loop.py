@@ -98,8 +98,10 @@ _NOT_TRAJECTORY = ("log_every_steps", "checkpoint_every_steps", "checkpoint_min_
 def _trajectory_fields(train_cfg: dict) -> dict:
     """The training config (as a dict) without the fields that do not change the trajectory (`min_steps` acts
     through the epochs and decays it sets, which are hashed; left out, workdirs of earlier configs resume; so are
-    `adversarial` when it attacks nothing and `contrast` when its weight is 0)."""
+    `adversarial` when it attacks nothing, `contrast` when its weight is 0 and `noise` when it adds none)."""
     dropped = _NOT_TRAJECTORY + ("min_steps",)
+    if not any((train_cfg.get("noise") or {}).values()):
+        dropped += ("noise",)
     if not (train_cfg.get("adversarial") or {}).get("threat"):
         dropped += ("adversarial",)
     if not (train_cfg.get("contrast") or {}).get("weight"):
@@ -152,7 +154,7 @@ def step_programs(model, train_cfg, steps_per_epoch, mesh):
         if adversarial_cfg is not None:
             adversarial.check(adversarial_cfg)
         train_step, eval_step = make_steps(model, optimizer, train_cfg.defense, adversarial_cfg,
-                                           train_cfg.get("contrast"))
+                                           train_cfg.get("contrast"), train_cfg.get("noise"))
         rep, dat = parallel.replicated(mesh), parallel.data_sharded(mesh)
         _STEP_PROGRAMS[key] = (
             optimizer,
