@@ -24,8 +24,8 @@ CONFIGS = tuple(sorted(os.path.splitext(os.path.basename(p))[0]
 VARIANTS = ([""] + [f"fusion={f}" for f in FUSIONS] + [f"modality={m}" for m in ("av", "audio", "visual")]
             + [f"defense={d}" for d in DEFENSES])
 PAPER_ONLY = ["recipe=appendix", "recipe=code", "protocol=paper"]
-# need trained runs, or train adversarially (tests/train/test_adversarial.py): load only
-MEMORY_DEFENSES = ["defense=exfmem", "defense=minsim+exfmem", "defense=all", "defense=at"]
+# need trained runs, or train adversarially or with noise (tests/train/test_adversarial.py, test_noise.py): load only
+MEMORY_DEFENSES = ["defense=exfmem", "defense=minsim+exfmem", "defense=all", "defense=at", "defense=smoothing"]
 
 
 def load(name, arg):
