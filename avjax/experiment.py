@@ -25,7 +25,7 @@ from avjax.config_files import check_inputs, load_config, resolve_data  # noqa: 
 from avjax.data import sources as data_sources
 from avjax.errors import ConfigError
 from avjax import outputs
-from avjax.evaluation import embeddings, localization, memory_diagnostics, progress, protocol, robustness
+from avjax.evaluation import certified, embeddings, localization, memory_diagnostics, progress, protocol, robustness
 from avjax.evaluation.robustness import attack_spec_for
 from avjax.runs import (defense_of, initial_variables, memory_atom_labels, models_to_evaluate, run_config, seed_config,
                         training_order)
@@ -148,6 +148,13 @@ def _evaluate_model(config, fns, sources, transforms, spec, model_spec, standard
             fns, sources["test"], transforms["eval"], model_spec, method=ec.method, examples=ec.examples, k=ec.k,
             perplexity=ec.perplexity, seed=ec.seed, batch_size=config.eval.batch_size, mesh=mesh,
             workers=config.data.workers, name=name)
+    cc = config.certify
+    if cc.examples and fns.module.modality == "av" and not localization.is_localization_model(fns.module):
+        res["certified"] = certified.evaluate(
+            fns, sources["test"], transforms["eval"], sigma_visual=config.smoothing.sigma_visual,
+            sigma_audio=config.smoothing.sigma_audio, modes=tuple(cc.modes), n0=cc.n0, n=cc.n, alpha=cc.alpha,
+            draws_per_call=cc.draws_per_call, seed=cc.seed, radii=tuple(cc.radii), examples=cc.examples,
+            batch_size=config.eval.batch_size, mesh=mesh, workers=config.data.workers, name=name)
     if standard:
         res["standard"] = protocol.evaluate_standard(
             fns, sources["test"], transforms["eval"], standard, transfer_fns=transfer,

@@ -39,11 +39,23 @@ def write_run_outputs(config, workdir, results, models, sources, transforms, spe
     report.write(workdir, results, spec, config, baseline, f"avjax robustness: {config.data.name}", standard=standard)
     plot_sweeps(config, workdir, {n: r["sweep"] for n, r in results.items() if "sweep" in r}, spec)
     plot_all_embeddings(config, workdir, results, baseline, class_names(config))
+    plot_certified(config, workdir, results)
     for name in results:
         if results[name].get("architecture") == "localization" and config.localization.figure_examples:
             plot_localization(config, workdir, name, models[name], sources, transforms, spec)
     if config.report.examples:
         write_html_report(config, workdir, results, models, sources, transforms, spec, baseline)
+
+
+def plot_certified(config, workdir, results):
+    """figures/certified_accuracy.png: certified accuracy vs radius of every certified model (none: no figure)."""
+    from avjax.viz.curves import plot_certified as plot
+    found = {report.label(n, r): r["certified"] for n, r in results.items() if "certified" in r}
+    if not found:
+        return
+    os.makedirs(os.path.join(workdir, "figures"), exist_ok=True)
+    plot(os.path.join(workdir, "figures", "certified_accuracy.png"), found,
+         f"{config.data.name}: certified accuracy of the smoothed classifiers")
 
 
 def plot_all_embeddings(config, workdir, results, baseline, classes):

@@ -20,7 +20,7 @@ ALLOWED = {
     "configs": set(),
     "porting": {"models", "model_dir"},
     "train": {"models", "data", "parallel", "checkpoint", "porting", "defenses", "attacks"},  # attacks: AT
-    "evaluation": {"attacks", "data", "parallel", "configs", "models", "defenses"},
+    "evaluation": {"attacks", "data", "parallel", "configs", "models", "defenses", "certify"},
     "certify": {"attacks", "parallel"},
 }
 

@@ -140,8 +140,15 @@ def base_config() -> ml_collections.ConfigDict:
     # per run by `run(..., noise=True)` from `c.smoothing`: every training input gets N(0, sigma^2) noise, on pixels
     # in [0, 1] and on waveform samples, unclamped (as a smoothed classifier's base model sees it); 0: none.
     c.train.noise = ml_collections.ConfigDict(dict(sigma_visual=0.0, sigma_audio=0.0))
-    # the noise of the runs trained with noise (`defense=smoothing`)
+    # the noise of the runs trained with noise (`defense=smoothing`) and of the smoothed classifiers certified
     c.smoothing = ml_collections.ConfigDict(dict(sigma_visual=0.25, sigma_audio=0.05))
+    # Certified accuracy of each AV model's smoothed classifiers (avjax.evaluation.certified) on the first `examples`
+    # test examples (0: none): noise on the audio, the frame or both (`modes`), CERTIFY with `n0` selection and `n`
+    # estimation draws at level `alpha`, `draws_per_call` noisy copies of a batch per model call; the curves'
+    # radii in units of sigma (x sigma_audio, x sigma_visual, whitened for 'joint').
+    c.certify = ml_collections.ConfigDict(dict(examples=0, modes=("audio", "visual", "joint"), n0=100, n=1000,
+                                               alpha=0.001, draws_per_call=25, seed=0,
+                                               radii=(0.0, 0.25, 0.5, 1.0, 1.5, 2.0)))
 
     # Models trained by the 'train' stage, each in workdir/runs/<name> (see `run`).
     c.runs = ml_collections.ConfigDict({"av": run("av"), "audio": run("audio"), "visual": run("visual")})
@@ -332,6 +339,7 @@ def runlocal(c, batch_size):
     c.model.memory.max_iter = 50
     c.report.examples = 0      # smoke tests skip the HTML report and the embeddings
     c.embeddings.examples = 0  # (tests/evaluation/test_html_report.py builds both)
+    c.certify.update(dict(examples=min(c.certify.examples, batch_size), n0=4, n=16, draws_per_call=8))
 
 
 def runlocal_media(c):

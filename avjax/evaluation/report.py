@@ -198,13 +198,14 @@ def write(workdir, results, spec, config, baseline, title, standard=None):
     import os
 
     from avjax.evaluation import protocol
-    from avjax.evaluation import embeddings, localization, memory_diagnostics
+    from avjax.evaluation import certified, embeddings, localization, memory_diagnostics
     recs = records(results, spec, config)
     located = {name: res["localization"] for name, res in results.items() if "localization" in res}
     diagnosed = {name: res["memory_diagnostics"] for name, res in results.items() if "memory_diagnostics" in res}
     with open(os.path.join(workdir, "results.json"), "w") as f:
         json.dump({"records": recs, "localization": located, "memory_diagnostics": diagnosed,
                    "embeddings": {n: r["embeddings"]["metrics"] for n, r in results.items() if "embeddings" in r},
+                   "certified": {n: r["certified"] for n, r in results.items() if "certified" in r},
                    "config": json.loads(config.to_json())}, f, indent=1)
     text = markdown(results, spec, baseline, title)
     text += defense_findings(results, spec, baseline, config)
@@ -212,6 +213,9 @@ def write(workdir, results, spec, config, baseline, title, standard=None):
         text += "\n".join(localization.markdown(res, label(name, results[name]))) + "\n"
     for name, res in diagnosed.items():
         text += "\n".join(memory_diagnostics.markdown(res, label(name, results[name]))) + "\n"
+    certificates = certified.markdown(results, lambda name: label(name, results[name]))
+    if certificates:
+        text += "\n".join(certificates) + "\n"
     embedded = embeddings.markdown(results, lambda name: label(name, results[name]))
     if embedded:
         text += "\n".join(embedded) + "\n"

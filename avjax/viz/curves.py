@@ -42,3 +42,26 @@ def plot_sweep(path, sweeps: dict, av_name: str, title: str):
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def plot_certified(path, certified: dict, title: str):
+    """Certified accuracy vs L2 radius, one panel per smoothing mode ('audio', 'visual', 'joint'), one line per
+    model: `certified[label] = {mode: {'radii': [...], 'accuracy': [...]}}` (avjax.evaluation.certified)."""
+    modes = [m for m in ("audio", "visual", "joint") if any(m in c for c in certified.values())]
+    units = {"audio": "L2 radius (waveform samples), frame untouched", "visual": "L2 radius (pixels), audio untouched",
+             "joint": "whitened L2 radius (both inputs)"}
+    fig, axes = plt.subplots(1, len(modes), figsize=(4.2 * len(modes), 3.6), squeeze=False)
+    for ax, mode in zip(axes[0], modes):
+        for label, res in certified.items():
+            if mode in res:
+                ax.plot(res[mode]["radii"], res[mode]["accuracy"], marker="o", label=label)
+        ax.set_xlabel(units[mode])
+        ax.set_title({"audio": "noise on the audio", "visual": "noise on the frame", "joint": "noise on both"}[mode])
+        ax.set_ylim(0, 100)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("certified accuracy (%)")
+    axes[0][-1].legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
