@@ -15,7 +15,7 @@ from avjax import model_dir
 from avjax.attacks import ModelFns
 from avjax.config_files import class_names
 from avjax.data import sources as data_sources
-from avjax.evaluation import localization, report, robustness
+from avjax.evaluation import certified, localization, report, robustness
 from avjax.evaluation.robustness import attack_spec_for
 from avjax.runs import defense_of, models_to_evaluate, seed_config
 
@@ -182,6 +182,9 @@ def write_seed_results(config, workdir, seeds, per_seed_results):
     located = localization.over_seeds(per_seed_results)
     if located:
         text += "\n".join(localization.seeds_markdown(located, labels, seeds)) + "\n"
+    certificates = certified.over_seeds(per_seed_results)
+    if certificates:
+        text += "\n".join(certified.seeds_markdown(certificates, labels, seeds)) + "\n"
     with open(os.path.join(workdir, "results.md"), "w") as f:
         f.write(text)
     with open(os.path.join(workdir, "results.json"), "w") as f:
@@ -189,9 +192,17 @@ def write_seed_results(config, workdir, seeds, per_seed_results):
                                                    for k, cells in ms.items()} for m, ms in summary.items()},
                    "findings": [f.as_dict() for f in found], "sweeps": sweeps,
                    "sweep_findings": [dict(f.as_dict(), eps=e) for e, f in sweep_found], "localization": located,
+                   "certified": certificates,
                    "per_seed": {s: f"seed_{s}/results.json" for s in seeds},
                    "config": json.loads(config.to_json())}, f, indent=1)
     plot_sweeps(config, workdir, sweeps, spec, f", mean ± std over {len(seeds)} seeds")
+    if certificates:
+        from avjax.viz.curves import plot_certified as plot
+        means = {labels.get(n, n): {m: {"radii": c[m]["radii"], "accuracy": np.mean(c[m]["accuracy"], 0).tolist()}
+                                    for m in certified.MODES if m in c} for n, c in certificates.items()}
+        os.makedirs(os.path.join(workdir, "figures"), exist_ok=True)
+        plot(os.path.join(workdir, "figures", "certified_accuracy.png"), means,
+             f"{config.data.name}: certified accuracy of the smoothed classifiers, mean over {len(seeds)} seeds")
     if config.report.examples:
         seed0 = seed_config(config, seeds[0])
         seed0_dir = os.path.join(workdir, f"seed_{seeds[0]}")

@@ -103,3 +103,43 @@ def markdown(results: dict, label) -> list[str]:
             lines.append(f"| {label(name)} | " + " | ".join(f"{a:.2f}" for a in row["accuracy"])
                          + f" | {abstained:.1f} |")
     return lines
+
+
+def over_seeds(per_seed_results) -> dict:
+    """{model: {mode: {'radii', 'accuracy': [[% per radius] per seed]}}, plus the settings} of the models certified
+    in every seed (the same radii and settings in each)."""
+    first = per_seed_results[0]
+    out = {}
+    for name in [n for n, r in first.items() if "certified" in r]:
+        if not all("certified" in res.get(name, {}) for res in per_seed_results):
+            continue
+        base = first[name]["certified"]
+        out[name] = {k: base[k] for k in ("sigma_visual", "sigma_audio", "n0", "n", "alpha", "n_examples")}
+        for mode in (m for m in MODES if m in base):
+            out[name][mode] = {"radii": base[mode]["radii"],
+                               "accuracy": [res[name]["certified"][mode]["accuracy"] for res in per_seed_results]}
+    return out
+
+
+def seeds_markdown(over: dict, labels: dict, seeds) -> list[str]:
+    """The certified-accuracy tables of a multi-seed run: mean ± std over the seeds at each radius."""
+    if not over:
+        return []
+    first = next(iter(over.values()))
+    lines = ["", "## Certified accuracy by randomized smoothing (beyond the paper)", "",
+             f"Mean ± std over {len(seeds)} seeds ({', '.join(map(str, seeds))}) of the certified accuracy (%) of each "
+             f"model's smoothed classifier (σ_v = {first['sigma_visual']:g} on pixels, σ_a = {first['sigma_audio']:g} "
+             f"on waveform samples, noise on the modality named; n0 = {first['n0']}, n = {first['n']}, α = "
+             f"{first['alpha']:g}; {first['n_examples']} test examples) at each L2 radius; no radius beyond "
+             f"{certify_cap(first['n'], first['alpha']):.2f} σ can be certified with n draws. Each seed's table, with "
+             "the share abstained, is in its own results.md."]
+    for mode in (m for m in MODES if m in first):
+        radii = first[mode]["radii"]
+        lines += ["", f"**{mode}** ({UNITS[mode]})", "",
+                  "| model | " + " | ".join(f"r = {r:.3g}" for r in radii) + " |", "|---|" + "---|" * len(radii)]
+        for name, res in over.items():
+            acc = np.asarray(res[mode]["accuracy"], np.float64)
+            std = acc.std(0, ddof=1) if len(acc) > 1 else np.zeros(acc.shape[1])
+            lines.append(f"| {labels.get(name, name)} | "
+                         + " | ".join(f"{m:.2f} ± {s:.2f}" for m, s in zip(acc.mean(0), std)) + " |")
+    return lines

@@ -77,3 +77,14 @@ def test_defense_smoothing_reports_certified_accuracy(tmp_path):
     stored = json.load(open(tmp_path / "results.json"))["certified"]
     assert set(stored) == {"av", "smoothing"}
     assert os.path.getsize(tmp_path / "figures" / "certified_accuracy.png") > 10_000
+
+
+def test_certificates_over_seeds_are_mean_and_std_at_each_radius():
+    def seed(acc):
+        mode = {"radii": [0.0, 0.5], "accuracy": acc, "per_example": {}}
+        return {"av": {"certified": {"sigma_visual": 0.25, "sigma_audio": 0.05, "n0": 4, "n": 16, "alpha": 0.001,
+                                     "n_examples": 8, "joint": mode}}, "audio": {}}
+    over = certified.over_seeds([seed([90.0, 50.0]), seed([80.0, 40.0])])
+    assert list(over) == ["av"] and over["av"]["joint"]["accuracy"] == [[90.0, 50.0], [80.0, 40.0]]
+    md = "\n".join(certified.seeds_markdown(over, {"av": "None"}, [0, 1]))
+    assert "| None | 85.00 ± 7.07 | 45.00 ± 7.07 |" in md and "**joint**" in md and "**audio**" not in md
