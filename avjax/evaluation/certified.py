@@ -76,20 +76,25 @@ def certify_cap(n: int, alpha: float) -> float:
     return float(stats.norm.ppf(alpha ** (1.0 / n)))
 
 
+def _heading(first: dict) -> list[str]:
+    """The section heading and the certificates' settings (of one model's results)."""
+    return ["", "## Certified accuracy by randomized smoothing (beyond the paper)", "",
+            f"The smoothed classifiers of each model: σ_v = {first['sigma_visual']:g} on pixels, σ_a = "
+            f"{first['sigma_audio']:g} on waveform samples, noise on the modality named; n0 = {first['n0']}, "
+            f"n = {first['n']}, α = {first['alpha']:g}; {first['n_examples']} test examples. With n draws no radius "
+            f"beyond {certify_cap(first['n'], first['alpha']):.2f} σ can be certified.", ""]
+
+
 def markdown(results: dict, label) -> list[str]:
     """The certified-accuracy section of results.md: one table per mode, a row per certified model."""
     certified = {name: res["certified"] for name, res in results.items() if "certified" in res}
     if not certified:
         return []
     first = next(iter(certified.values()))
-    lines = ["", "## Certified accuracy by randomized smoothing (beyond the paper)", "",
-             f"The smoothed classifier of each model (σ_v = {first['sigma_visual']:g} on pixels, σ_a = "
-             f"{first['sigma_audio']:g} on waveform samples, noise on the modality named; n0 = {first['n0']}, "
-             f"n = {first['n']}, α = {first['alpha']:g}) on {first['n_examples']} test examples: certified accuracy "
-             "(%) at each L2 radius, a lower bound on its accuracy under every perturbation of that size (with "
-             "probability >= 1 - α); with n draws no radius beyond "
-             f"{certify_cap(first['n'], first['alpha']):.2f} σ can be certified. The L-inf attacks above bound "
-             "robustness from above; these certificates bound it from below, for L2 changes."]
+    lines = [*_heading(first),
+             "Certified accuracy (%) at each L2 radius: a lower bound on the smoothed classifier's accuracy under every "
+             "perturbation of that size (with probability >= 1 - α). The L-inf attacks above bound robustness from "
+             "above; these certificates bound it from below, for L2 changes."]
     for mode in MODES:
         if mode not in first:
             continue
@@ -126,13 +131,9 @@ def seeds_markdown(over: dict, labels: dict, seeds) -> list[str]:
     if not over:
         return []
     first = next(iter(over.values()))
-    lines = ["", "## Certified accuracy by randomized smoothing (beyond the paper)", "",
-             f"Mean ± std over {len(seeds)} seeds ({', '.join(map(str, seeds))}) of the certified accuracy (%) of each "
-             f"model's smoothed classifier (σ_v = {first['sigma_visual']:g} on pixels, σ_a = {first['sigma_audio']:g} "
-             f"on waveform samples, noise on the modality named; n0 = {first['n0']}, n = {first['n']}, α = "
-             f"{first['alpha']:g}; {first['n_examples']} test examples) at each L2 radius; no radius beyond "
-             f"{certify_cap(first['n'], first['alpha']):.2f} σ can be certified with n draws. Each seed's table, with "
-             "the share abstained, is in its own results.md."]
+    lines = [*_heading(first),
+             f"Mean ± std over {len(seeds)} seeds ({', '.join(map(str, seeds))}) of the certified accuracy (%) at each "
+             "L2 radius. Each seed's table, with the share abstained, is in its own results.md."]
     for mode in (m for m in MODES if m in first):
         radii = first[mode]["radii"]
         lines += ["", f"**{mode}** ({UNITS[mode]})", "",

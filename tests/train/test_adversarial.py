@@ -10,23 +10,17 @@ from avjax.attacks.threat import pixel_eps
 from avjax.errors import ConfigError
 from avjax.config_files import load_config
 from avjax.runs import defense_of, run_config
-from avjax.models import build
 from avjax.train import adversarial
 from avjax.train.loop import training_config_hash
-from avjax.train.optimizer import make_optimizer
-from avjax.train.state import init_state
 from avjax.train.steps import make_steps
+from tests.train.common import initial_run
 
 B, SIZE, AUDIO = 4, 32, 4096
 
 
 @pytest.fixture(scope="module")
 def setup():
-    config = load_config("configs/synthetic.py", "defense=at,runlocal")
-    rc = run_config(config, "at_av")
-    model = build(rc.model)
-    optimizer = make_optimizer(rc.train, 1)
-    state = init_state(model, optimizer, jax.random.key(0), (SIZE, SIZE, 3), AUDIO, rc.model.num_classes)
+    config, rc, model, optimizer, state = initial_run("defense=at,runlocal", "at_av", SIZE, AUDIO)
     kx, ka, kl = jax.random.split(jax.random.key(1), 3)
     batch = {"image": jax.random.uniform(kx, (B, SIZE, SIZE, 3)),
              "audio": jax.random.uniform(ka, (B, AUDIO), minval=-0.9, maxval=0.9),

@@ -7,12 +7,10 @@ import pytest
 from ml_collections import ConfigDict
 
 from avjax.config_files import load_config
-from avjax.models import build
 from avjax.runs import defense_of, run_config
 from avjax.train.loop import training_config_hash
-from avjax.train.optimizer import make_optimizer
-from avjax.train.state import init_state
 from avjax.train.steps import NOISE_STREAM, make_steps, with_noise
+from tests.train.common import initial_run
 
 B, SIZE, AUDIO = 4, 32, 4096
 
@@ -54,11 +52,7 @@ def test_the_config_gives_the_noise_to_the_smoothing_run_only():
 
 @pytest.mark.slow
 def test_the_step_trains_on_the_noisy_inputs():
-    config = load_config("configs/synthetic.py", "defense=smoothing,runlocal")
-    rc = run_config(config, "smoothing")
-    model = build(rc.model)
-    optimizer = make_optimizer(rc.train, 1)
-    state = init_state(model, optimizer, jax.random.key(0), (SIZE, SIZE, 3), AUDIO, rc.model.num_classes)
+    _, rc, model, optimizer, state = initial_run("defense=smoothing,runlocal", "smoothing", SIZE, AUDIO)
     batch, key = _inputs(), jax.random.key(5)
     noisy_step, _ = make_steps(model, optimizer, rc.train.defense, noise_cfg=rc.train.noise)
     plain_step, _ = make_steps(model, optimizer, rc.train.defense)
