@@ -184,7 +184,7 @@ def write_seed_results(config, workdir, seeds, per_seed_results):
         text += "\n".join(localization.seeds_markdown(located, labels, seeds)) + "\n"
     certificates = certified.over_seeds(per_seed_results)
     if certificates:
-        text += "\n".join(certified.seeds_markdown(certificates, labels, seeds)) + "\n"
+        text = text.rstrip("\n") + "\n" + "\n".join(certified.seeds_markdown(certificates, labels, seeds)) + "\n"
     with open(os.path.join(workdir, "results.md"), "w") as f:
         f.write(text)
     with open(os.path.join(workdir, "results.json"), "w") as f:
