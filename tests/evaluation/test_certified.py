@@ -62,13 +62,15 @@ def test_defense_smoothing_reports_certified_accuracy(tmp_path):
     config = load_config("configs/synthetic.py", "defense=smoothing,runlocal")
     config.eval.methods = ("fgsm",)
     config.eval.sweep_eps = ()
+    config.certify.modes = ("joint",)   # each mode's own smoothing: test_an_audio_certificate_is_about_the_audio_alone
     assert config.certify.examples == 8
     out = experiment.run(config, str(tmp_path))["evaluate"]
     assert set(out) == {"av", "smoothing"} and out["smoothing"]["defense"] == "noise"
     for name in out:
         res = out[name]["certified"]
         assert res["n_examples"] == 8 and res["sigma_visual"] == config.smoothing.sigma_visual
-        for mode in certified.MODES:
+        assert "audio" not in res and "visual" not in res
+        for mode in config.certify.modes:
             acc = res[mode]["accuracy"]
             assert len(acc) == len(config.certify.radii) and all(b <= a for a, b in zip(acc, acc[1:]))
             assert acc[0] <= 100 * np.mean(res[mode]["per_example"]["correct"]) + 1e-9
