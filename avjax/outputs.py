@@ -39,7 +39,8 @@ def write_run_outputs(config, workdir, results, models, sources, transforms, spe
     report.write(workdir, results, spec, config, baseline, f"avjax robustness: {config.data.name}", standard=standard)
     plot_sweeps(config, workdir, {n: r["sweep"] for n, r in results.items() if "sweep" in r}, spec)
     plot_all_embeddings(config, workdir, results, baseline, class_names(config))
-    plot_certified(config, workdir, results)
+    plot_certified(config, workdir,
+                   {report.label(n, r): r["certified"] for n, r in results.items() if "certified" in r})
     for name in results:
         if results[name].get("architecture") == "localization" and config.localization.figure_examples:
             plot_localization(config, workdir, name, models[name], sources, transforms, spec)
@@ -47,15 +48,15 @@ def write_run_outputs(config, workdir, results, models, sources, transforms, spe
         write_html_report(config, workdir, results, models, sources, transforms, spec, baseline)
 
 
-def plot_certified(config, workdir, results):
-    """figures/certified_accuracy.png: certified accuracy vs radius of every certified model (none: no figure)."""
+def plot_certified(config, workdir, curves, title_note=""):
+    """figures/certified_accuracy.png: certified accuracy vs radius, `curves[label] = {mode: {'radii', 'accuracy'}}`
+    (none: no figure)."""
     from avjax.viz.curves import plot_certified as plot
-    found = {report.label(n, r): r["certified"] for n, r in results.items() if "certified" in r}
-    if not found:
+    if not curves:
         return
     os.makedirs(os.path.join(workdir, "figures"), exist_ok=True)
-    plot(os.path.join(workdir, "figures", "certified_accuracy.png"), found,
-         f"{config.data.name}: certified accuracy of the smoothed classifiers")
+    plot(os.path.join(workdir, "figures", "certified_accuracy.png"), curves, certified.UNITS,
+         f"{config.data.name}: certified accuracy of the smoothed classifiers{title_note}")
 
 
 def plot_all_embeddings(config, workdir, results, baseline, classes):
@@ -196,13 +197,10 @@ def write_seed_results(config, workdir, seeds, per_seed_results):
                    "per_seed": {s: f"seed_{s}/results.json" for s in seeds},
                    "config": json.loads(config.to_json())}, f, indent=1)
     plot_sweeps(config, workdir, sweeps, spec, f", mean ± std over {len(seeds)} seeds")
-    if certificates:
-        from avjax.viz.curves import plot_certified as plot
-        means = {labels.get(n, n): {m: {"radii": c[m]["radii"], "accuracy": np.mean(c[m]["accuracy"], 0).tolist()}
-                                    for m in certified.MODES if m in c} for n, c in certificates.items()}
-        os.makedirs(os.path.join(workdir, "figures"), exist_ok=True)
-        plot(os.path.join(workdir, "figures", "certified_accuracy.png"), means,
-             f"{config.data.name}: certified accuracy of the smoothed classifiers, mean over {len(seeds)} seeds")
+    plot_certified(config, workdir, {labels.get(n, n): {m: {"radii": c[m]["radii"],
+                                                          "accuracy": np.mean(c[m]["accuracy"], 0).tolist()}
+                                                      for m in certified.MODES if m in c}
+                                     for n, c in certificates.items()}, f", mean over {len(seeds)} seeds")
     if config.report.examples:
         seed0 = seed_config(config, seeds[0])
         seed0_dir = os.path.join(workdir, f"seed_{seeds[0]}")

@@ -44,12 +44,11 @@ def plot_sweep(path, sweeps: dict, av_name: str, title: str):
     return path
 
 
-def plot_certified(path, certified: dict, title: str):
+def plot_certified(path, certified: dict, units: dict, title: str):
     """Certified accuracy vs L2 radius, one panel per smoothing mode ('audio', 'visual', 'joint'), one line per
-    model: `certified[label] = {mode: {'radii': [...], 'accuracy': [...]}}` (avjax.evaluation.certified)."""
+    model: `certified[label] = {mode: {'radii': [...], 'accuracy': [...]}}` (avjax.evaluation.certified), the x axis
+    of each mode labelled `units[mode]`."""
     modes = [m for m in ("audio", "visual", "joint") if any(m in c for c in certified.values())]
-    units = {"audio": "L2 radius (waveform samples), frame untouched", "visual": "L2 radius (pixels), audio untouched",
-             "joint": "whitened L2 radius (both inputs)"}
     fig, axes = plt.subplots(1, len(modes), figsize=(4.2 * len(modes), 3.6), squeeze=False)
     for ax, mode in zip(axes[0], modes):
         for label, res in certified.items():
