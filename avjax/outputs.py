@@ -198,7 +198,8 @@ def write_seed_results(config, workdir, seeds, per_seed_results):
                    "config": json.loads(config.to_json())}, f, indent=1)
     plot_sweeps(config, workdir, sweeps, spec, f", mean ± std over {len(seeds)} seeds")
     plot_certified(config, workdir, {labels.get(n, n): {m: {"radii": c[m]["radii"],
-                                                          "accuracy": np.mean(c[m]["accuracy"], 0).tolist()}
+                                                          **{k: np.mean(c[m][k], 0).tolist()
+                                                             for k in ("accuracy", "attacked", "crmt_bound") if k in c[m]}}
                                                       for m in certified.MODES if m in c}
                                      for n, c in certificates.items()}, f", mean over {len(seeds)} seeds")
     if config.report.examples:

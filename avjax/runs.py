@@ -32,6 +32,8 @@ def run_config(config, name):
         c.model.modality = run.modality
         if run.get("fusion"):
             c.model.fusion = run.fusion
+        if run.get("head"):
+            c.model.head = run.head
         if run.get("defense"):
             c.train.defense.name = run.defense
         if run.get("memory_from"):

@@ -7,7 +7,7 @@ set (32x32 frames, 4096 samples) and writes results.md over the seeds: clean acc
 MIM robustness table as mean ± std with bootstrap intervals, and the paper's findings checked per seed
 (README: the command's time and tables).
 Variants (comma separated after a colon): fusion=<name|all>, modality=<av|audio|visual>,
-defense=<none|minsim|maxsim|pcl|exfmem|minsim+exfmem|at|smoothing|all>, model=localization (the sound-source
+defense=<none|minsim|maxsim|pcl|exfmem|minsim+exfmem|at|smoothing|crmt|all>, model=localization (the sound-source
 localization model at 128x128 frames: heat maps clean and attacked, pointing / cIoU / AUC on the objects'
 boxes), runlocal (a few steps, for smoke tests).
 `defense=all` trains every row of the appendix's defense table (None, Unimodal A/V, PCL, MaxSim,
@@ -17,7 +17,9 @@ beyond the paper: `defense=at` trains None and one model adversarially trained p
 PGD from a random start against that setting's eps), the rows a sound evaluation must find robust.
 `defense=smoothing` trains None and one model on inputs with Gaussian noise (config.smoothing), the base model of
 a smoothed classifier, and certifies both models' smoothed classifiers per modality (config.certify: certified
-accuracy vs L2 radius beside the L-inf attacks' table).
+accuracy vs L2 radius beside the L-inf attacks' table, and the base models' accuracy under L2 PGD in the same balls).
+`defense=crmt` trains None and one model by CRMT (its per-modality head, margin regulariser and second step) and
+reports, beside the same certificates, CRMT's own bound and how often L2 PGD breaks an example inside it.
 """
 import ml_collections
 
@@ -88,7 +90,8 @@ def get_config(arg=None):
         # 5 epochs from the None model's weights
         c.train.adversarial.update(dict(steps=3, step_fraction=0.5))
         c.train.adversarial.finetune.update(dict(num_epochs=5, lr_steps=(4,)))
-    if variants.get("defense") == "smoothing":  # the smoothed classifiers of both rows, certified per modality
+    if variants.get("defense") in ("smoothing", "crmt"):  # the smoothed classifiers of both rows, certified per
+        # modality (and CRMT's own bound)
         c.certify.update(dict(examples=120, n0=50, n=500))
     if variants.get("model") == "localization":
         # 128x128 frames and a map at frame/8 (16x16), trained with the audio-visual contrast that makes it

@@ -66,7 +66,10 @@ def base_config() -> ml_collections.ConfigDict:
         # model=localization), whose heat maps are evaluated clean and under attack
         architecture="classifier",
         attention="mean", temperature=0.1,   # localization: pooling of the map, see avjax.models.localization
-        map_stride=32))                      # localization: the map's stride, 32 (ResNet18's), 16 or 8
+        map_stride=32,                       # localization: the map's stride, 32 (ResNet18's), 16 or 8
+        # the AV classifier's last layer: 'linear' (the paper's) or 'crmt' (CRMT's per-modality head on the
+        # concatenated features, avjax.models.crmt_head; set per run by `run(..., head='crmt')`)
+        head="linear"))
     # ExFMem: the external feature memory of a defended model (size 0: none). Runs with `memory_from`
     # set get size = exfmem.size; see avjax.defenses.
     c.model.memory = ml_collections.ConfigDict(dict(
@@ -119,6 +122,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.contrast = ml_collections.ConfigDict(dict(weight=0.0, temperature=0.1, false_negative_cos=1.0))
     c.train.defense = ml_collections.ConfigDict(dict(
         name="none", weight=1.0,                      # MinSim / MaxSim: w * mean cos(f_v, f_a)
+        rho=2.0,                                      # CRMT: rho x its margin regulariser (released CRMT_JT)
         prox_weight=1.0, con_weight=1e-4,             # PCL loss weights
         lr_prox=0.5, lr_con=1e-4))                    # PCL centre learning rates (official code)
     # Adversarial training (avjax.train.adversarial), set per run by `run(..., adversarial=...)`: threat '' (off),
@@ -142,13 +146,20 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.noise = ml_collections.ConfigDict(dict(sigma_visual=0.0, sigma_audio=0.0))
     # the noise of the runs trained with noise (`defense=smoothing`) and of the smoothed classifiers certified
     c.smoothing = ml_collections.ConfigDict(dict(sigma_visual=0.25, sigma_audio=0.05))
+    # CRMT's second step (avjax.train.crmt), after a CRMT run's training: the Lipschitz estimate L[m, c] (max over
+    # `lipschitz_examples` training examples, 0: all) then `epochs` epochs (0: train.num_epochs // 3 - 1, as the
+    # released code) of SGD on the fusion weights a alone, lr = train.lr.head x lr_scale, to maximise the bound.
+    c.crmt = ml_collections.ConfigDict(dict(lipschitz_examples=0, epochs=0, lr_scale=0.03, momentum=0.9,
+                                            weight_decay=1e-2, batch_size=0))
     # Certified accuracy of each AV model's smoothed classifiers (avjax.evaluation.certified) on the first `examples`
     # test examples (0: none): noise on the audio, the frame or both (`modes`), CERTIFY with `n0` selection and `n`
     # estimation draws at level `alpha`, `draws_per_call` noisy copies of a batch per model call; the curves'
-    # radii in units of sigma (x sigma_audio, x sigma_visual, whitened for 'joint').
+    # radii in units of sigma (x sigma_audio, x sigma_visual, whitened for 'joint'). Beside each curve, the base
+    # model's accuracy under L2 PGD in the same ball (`attack_steps` steps of radius x `attack_step_fraction`; 0: none).
     c.certify = ml_collections.ConfigDict(dict(examples=0, modes=("audio", "visual", "joint"), n0=100, n=1000,
                                                alpha=0.001, draws_per_call=25, seed=0,
-                                               radii=(0.0, 0.25, 0.5, 1.0, 1.5, 2.0)))
+                                               radii=(0.0, 0.25, 0.5, 1.0, 1.5, 2.0),
+                                               attack_steps=20, attack_step_fraction=0.25))
 
     # Models trained by the 'train' stage, each in workdir/runs/<name> (see `run`).
     c.runs = ml_collections.ConfigDict({"av": run("av"), "audio": run("audio"), "visual": run("visual")})
@@ -214,16 +225,16 @@ def base_config() -> ml_collections.ConfigDict:
 
 
 def run(modality="av", defense="", *, label="", init_from="", memory_from="", fusion="", adversarial="",
-        noise=False):
+        noise=False, head=""):
     """One trained model: its modality, training defense (''/'none', 'minsim', 'maxsim', 'pcl'),
     the run whose *latest* weights initialise it (`init_from`), the run whose features build its
     external memory (`memory_from`; the run is then fine-tuned with the memory), its fusion
     ('' = config.model.fusion), the threat it is adversarially trained against ('', 'A', 'V', 'AV';
-    config.train.adversarial) and whether it trains on inputs with Gaussian noise (config.smoothing).
-    `label` names its table row."""
+    config.train.adversarial), whether it trains on inputs with Gaussian noise (config.smoothing) and its last
+    layer ('' = config.model.head). `label` names its table row."""
     return ml_collections.ConfigDict(dict(modality=modality, defense=defense, label=label, init_from=init_from,
                                           memory_from=memory_from, fusion=fusion, adversarial=adversarial,
-                                          noise=noise))
+                                          noise=noise, head=head))
 
 
 # The five fusions of the paper (appendix A.4), in its table's order, with their row labels
@@ -239,7 +250,7 @@ def fusion_runs() -> dict:
     return runs
 
 
-DEFENSES = ("none", "minsim", "maxsim", "pcl", "exfmem", "minsim+exfmem", "at", "smoothing", "all")
+DEFENSES = ("none", "minsim", "maxsim", "pcl", "exfmem", "minsim+exfmem", "at", "smoothing", "crmt", "all")
 
 
 def defense_runs() -> dict:
@@ -271,6 +282,12 @@ def noise_runs() -> dict:
     """`defense=smoothing` (beyond the paper): an AV run trained on inputs with Gaussian noise (config.smoothing),
     the base model of a smoothed classifier (`avjax.certify`)."""
     return {"smoothing": run("av", label="Gaussian noise", noise=True)}
+
+
+def crmt_runs() -> dict:
+    """`defense=crmt` (beyond the paper): an AV run trained by CRMT (its head, margin regulariser and second step;
+    avjax.defenses.crmt), whose own bound is reported beside the smoothing certificates."""
+    return {"crmt": run("av", "crmt", label="CRMT", head="crmt")}
 
 
 def apply_common_variants(c, variants):
@@ -307,7 +324,7 @@ def apply_common_variants(c, variants):
     rows = {**defense_runs(), **adversarial_runs()}
     at = list(adversarial_runs())
     wanted = {"none": [], "minsim": ["minsim"], "maxsim": ["maxsim"], "pcl": ["pcl"], "exfmem": ["exfmem"],
-              "minsim+exfmem": ["minsim", "minsim_exfmem"], "at": ["av", *at], "smoothing": [],
+              "minsim+exfmem": ["minsim", "minsim_exfmem"], "at": ["av", *at], "smoothing": [], "crmt": [],
               "all": list(rows)}[name]
     for key in wanted:
         c.runs[key] = rows[key]
@@ -317,6 +334,9 @@ def apply_common_variants(c, variants):
     if name == "smoothing":  # None and the run trained with noise
         c.runs = ml_collections.ConfigDict({"av": rows["av"], **noise_runs()})
         c.rows = ("av", *noise_runs())
+    if name == "crmt":  # None and the CRMT run
+        c.runs = ml_collections.ConfigDict({"av": rows["av"], **crmt_runs()})
+        c.rows = ("av", *crmt_runs())
     if name == "all":
         c.rows = tuple(rows)
         c.eval.defended_loss = "ce+cos"  # the released defense evaluation: CE + cos on defended models
@@ -339,7 +359,8 @@ def runlocal(c, batch_size):
     c.model.memory.max_iter = 50
     c.report.examples = 0      # smoke tests skip the HTML report and the embeddings
     c.embeddings.examples = 0  # (tests/evaluation/test_html_report.py builds both)
-    c.certify.update(dict(examples=min(c.certify.examples, batch_size), n0=4, n=16, draws_per_call=8))
+    c.certify.update(dict(examples=min(c.certify.examples, batch_size), n0=4, n=16, draws_per_call=8,
+                          attack_steps=min(c.certify.attack_steps, 2)))
 
 
 def runlocal_media(c):

@@ -9,12 +9,23 @@ Three smoothed classifiers of the same base model, each certified on the same te
   (R itself, in these whitened units).
 Certified accuracy at radius r: the share of examples whose smoothed prediction is right, not abstained, and
 certified at a radius >= r (Cohen et al. 2019).
+
+Beside each curve, the base model's empirical accuracy under L2 PGD (`avjax.attacks.l2_attack`) in the same ball
+(the mode's modality, the same radius and units; joint: the whitened ball): an upper bound on the base model's
+robust accuracy where the certificate is a lower bound on the smoothed classifier's.
+
+For a model trained by CRMT (its variables hold the `crmt` Lipschitz estimate), its own bound (avjax.defenses.crmt)
+on the same examples, radii and balls (the base model itself, no noise), and its violations: examples the bound
+calls robust at a radius that L2 PGD breaks there. A true certificate has none.
 """
 import jax
 import numpy as np
 from scipy import stats
 
 from avjax import certify
+from avjax.attacks.core import as_model_fns
+from avjax.attacks.l2_attack import pgd_l2
+from avjax.defenses import crmt
 from avjax.evaluation.common import eval_batches, gather
 
 MODES = ("audio", "visual", "joint")
@@ -41,17 +52,25 @@ def curve(correct, radius, abstain, radii) -> list[float]:
     return [float(np.mean(certified & (radius >= r)) * 100) for r in radii]
 
 
+def attack_scales(mode: str, sigma_visual: float, sigma_audio: float) -> tuple[float, float]:
+    """(scale_visual, scale_audio) of the L2 ball a mode's radius (in the mode's own units) is about."""
+    return {"audio": (0.0, 1.0), "visual": (1.0, 0.0), "joint": (sigma_visual, sigma_audio)}[mode]
+
+
 def evaluate(fns, source, transform, *, sigma_visual, sigma_audio, modes, n0, n, alpha, draws_per_call, seed,
-             radii, examples, batch_size, mesh, workers, name) -> dict:
-    """{'sigma_visual', 'sigma_audio', 'n0', 'n', 'alpha', 'n_examples', mode: {'radii' (mode units), 'accuracy'
-    (%), 'per_example': {'correct', 'radius' (mode units), 'abstain'}}} over the first `examples` test examples."""
+             radii, examples, batch_size, mesh, workers, name, attack_steps=0, attack_step_fraction=0.25) -> dict:
+    """{'sigma_visual', 'sigma_audio', 'n0', 'n', 'alpha', 'n_examples', 'attack_steps', mode: {'radii' (mode
+    units), 'accuracy' (%), 'attacked' (% under L2 PGD of `attack_steps` steps, base model; with attack_steps > 0),
+    'per_example': {'correct', 'radius' (mode units), 'abstain'}}} over the first `examples` test examples."""
     out = {"sigma_visual": float(sigma_visual), "sigma_audio": float(sigma_audio), "n0": int(n0), "n": int(n),
-           "alpha": float(alpha)}
+           "alpha": float(alpha), "attack_steps": int(attack_steps)}
     key = jax.random.key(seed)
     for m, mode in enumerate(modes):
         s_v, s_a = mode_sigmas(mode, sigma_visual, sigma_audio)
         scale = radius_scale(mode, sigma_visual, sigma_audio)
-        correct, radius, abstain = [], [], []
+        grid = [float(r * scale) for r in radii]
+        correct, radius, abstain, robust, bounded = [], [], [], [], []
+        weights = attack_scales(mode, sigma_visual, sigma_audio)
         for index, batch, mask, _ in eval_batches(source, transform, batch_size=batch_size, mesh=mesh,
                                                   workers=workers, max_examples=examples,
                                                   desc=f"certify {name} ({mode})"):
@@ -63,11 +82,65 @@ def evaluate(fns, source, transform, *, sigma_visual, sigma_audio, modes, n0, n,
             correct += (np.asarray(pred) == label)[keep].tolist()
             radius += (np.asarray(r) * scale)[keep].tolist()
             abstain += np.asarray(a)[keep].tolist()
-        grid = [float(r * scale) for r in radii]
+            if attack_steps:
+                robust.append(_robust(fns, batch, label, grid, weights, attack_steps, attack_step_fraction)[:, keep])
+            if has_crmt_bound(fns):
+                bounded.append(crmt_radius(fns, batch, label, weights)[keep])
         out[mode] = {"radii": grid, "accuracy": curve(correct, radius, abstain, grid),
                      "per_example": {"correct": correct, "radius": radius, "abstain": abstain}}
+        if attack_steps:
+            robust = np.concatenate(robust, 1)
+            out[mode]["attacked"] = [float(x) for x in robust.mean(1) * 100]
+        if bounded:
+            bounded = np.concatenate(bounded)
+            claimed = np.stack([bounded >= r for r in grid])   # right and bounded at >= r (wrong: r < 0)
+            out[mode]["crmt_bound"] = [float(x) for x in claimed.mean(1) * 100]
+            out[mode]["per_example"]["crmt_radius"] = bounded.tolist()
+            if attack_steps:
+                out[mode]["crmt_violations"] = [int(x) for x in (claimed & ~robust).sum(1)]
         out["n_examples"] = len(correct)
     return out
+
+
+def has_crmt_bound(fns) -> bool:
+    """Whether the model is a CRMT model after its second step (its variables hold the Lipschitz estimate)."""
+    return "crmt" in getattr(fns, "variables", {})
+
+
+@jax.jit
+def _crmt_terms(fns, image, audio):
+    logits, out = fns(image, audio)
+    return logits, out["fused"]
+
+
+def crmt_radius(fns, batch, label, weights):
+    """(B,) CRMT's bound against the runner-up class, in the ball of `weights` (s_visual, s_audio); negative where
+    the model is wrong."""
+    logits, fused = (np.asarray(gather(x)) for x in _crmt_terms(as_model_fns(fns), batch["image"], batch["audio"]))
+    classes = logits.shape[-1]
+    head = fns.variables["params"]["classifier"]
+    r = crmt.bound((fused[:, :classes], fused[:, classes:]), (head["scale_visual"], head["scale_audio"]),
+                   head["bias"], fns.variables["crmt"]["lipschitz"], label, crmt.runner_up(logits, label), weights)
+    return np.asarray(r, np.float64)
+
+
+@jax.jit
+def _predict(fns, image, audio):
+    return jax.numpy.argmax(fns(image, audio)[0], -1)
+
+
+def _robust(fns, batch, label, grid, scales, steps, step_fraction):
+    """(radii, B) bool: whether the base model still classifies each example right under L2 PGD at each radius."""
+    s_v, s_a = scales
+    rows = []
+    for r in grid:
+        if r == 0:   # no perturbation: the clean prediction
+            rows.append(np.asarray(gather(_predict(as_model_fns(fns), batch["image"], batch["audio"]))) == label)
+            continue
+        _, _, fooled = pgd_l2(fns, batch["image"], batch["audio"], batch["label"], radius=r, scale_visual=s_v,
+                              scale_audio=s_a, steps=steps, step_fraction=step_fraction)
+        rows.append(~np.asarray(gather(fooled)))
+    return np.stack(rows)
 
 
 def certify_cap(n: int, alpha: float) -> float:
@@ -94,7 +167,7 @@ def markdown(results: dict, label) -> list[str]:
     lines = [*_heading(first),
              "Certified accuracy (%) at each L2 radius: a lower bound on the smoothed classifier's accuracy under every "
              "perturbation of that size (with probability >= 1 - α). The L-inf attacks above bound robustness from "
-             "above; these certificates bound it from below, for L2 changes."]
+             "above; these certificates bound it from below, for L2 changes." + _attack_note(first)]
     for mode in MODES:
         if mode not in first:
             continue
@@ -107,7 +180,44 @@ def markdown(results: dict, label) -> list[str]:
             abstained = 100 * float(np.mean(row["per_example"]["abstain"]))
             lines.append(f"| {label(name)} | " + " | ".join(f"{a:.2f}" for a in row["accuracy"])
                          + f" | {abstained:.1f} |")
+            if "attacked" in row:
+                lines.append(f"| {label(name)}: {ATTACKED} | " + " | ".join(f"{a:.2f}" for a in row["attacked"])
+                             + " | – |")
+            if "crmt_bound" in row:
+                lines.append(f"| {label(name)}: {BOUND} | " + " | ".join(f"{a:.2f}" for a in row["crmt_bound"])
+                             + " | – |")
+        lines += _violation_lines(certified, label, mode, radii)
     return lines
+
+
+ATTACKED = "L2 PGD on the base model"
+BOUND = "CRMT's bound"
+
+
+def _violation_lines(certified, label, mode, radii, per_seed=False):
+    """What L2 PGD says about each CRMT bound of a mode: examples inside the bound that the attack breaks."""
+    lines = []
+    for name, res in certified.items():
+        counts = res[mode].get("crmt_violations")
+        if counts is None:
+            continue
+        if per_seed:
+            counts = np.sum(counts, 0)
+        cells = ", ".join(f"{c} at r = {r:.3g}" for c, r in zip(counts, radii) if r > 0)
+        where = f"over the seeds' {res['n_examples']} examples each" if per_seed else f"of {res['n_examples']}"
+        verdict = ("none: no attack found a counterexample" if not any(counts) else
+                   "the bound is not a certificate (its Lipschitz constants are estimated on training examples)")
+        lines += ["", f"{label(name)}: examples inside {BOUND} that L2 PGD breaks ({where}): {cells}; {verdict}."]
+    return lines
+
+
+def _attack_note(first: dict) -> str:
+    if not first.get("attack_steps"):
+        return ""
+    return (f" Rows '{ATTACKED}': the base model's accuracy (%) under L2 PGD ({first['attack_steps']} steps) in the "
+            "same ball, an upper bound on the base model's robust accuracy at that radius (a different classifier "
+            f"than the smoothed one the certificate is about). Rows '{BOUND}' (CRMT models): the share (%) of examples "
+            "the base model gets right with CRMT's own bound at least r, the bound's claim about the base model.")
 
 
 def over_seeds(per_seed_results) -> dict:
@@ -120,9 +230,13 @@ def over_seeds(per_seed_results) -> dict:
             continue
         base = first[name]["certified"]
         out[name] = {k: base[k] for k in ("sigma_visual", "sigma_audio", "n0", "n", "alpha", "n_examples")}
+        out[name]["attack_steps"] = base.get("attack_steps", 0)
         for mode in (m for m in MODES if m in base):
             out[name][mode] = {"radii": base[mode]["radii"],
                                "accuracy": [res[name]["certified"][mode]["accuracy"] for res in per_seed_results]}
+            for key in ("attacked", "crmt_bound", "crmt_violations"):
+                if all(key in res[name]["certified"][mode] for res in per_seed_results):
+                    out[name][mode][key] = [res[name]["certified"][mode][key] for res in per_seed_results]
     return out
 
 
@@ -133,14 +247,18 @@ def seeds_markdown(over: dict, labels: dict, seeds) -> list[str]:
     first = next(iter(over.values()))
     lines = [*_heading(first),
              f"Mean ± std over {len(seeds)} seeds ({', '.join(map(str, seeds))}) of the certified accuracy (%) at each "
-             "L2 radius. Each seed's table, with the share abstained, is in its own results.md."]
+             "L2 radius. Each seed's table, with the share abstained, is in its own results.md." + _attack_note(first)]
     for mode in (m for m in MODES if m in first):
         radii = first[mode]["radii"]
         lines += ["", f"**{mode}** ({UNITS[mode]})", "",
                   "| model | " + " | ".join(f"r = {r:.3g}" for r in radii) + " |", "|---|" + "---|" * len(radii)]
         for name, res in over.items():
-            acc = np.asarray(res[mode]["accuracy"], np.float64)
-            std = acc.std(0, ddof=1) if len(acc) > 1 else np.zeros(acc.shape[1])
-            lines.append(f"| {labels.get(name, name)} | "
-                         + " | ".join(f"{m:.2f} ± {s:.2f}" for m, s in zip(acc.mean(0), std)) + " |")
+            for key, suffix in (("accuracy", ""), ("attacked", f": {ATTACKED}"), ("crmt_bound", f": {BOUND}")):
+                if key not in res[mode]:
+                    continue
+                acc = np.asarray(res[mode][key], np.float64)
+                std = acc.std(0, ddof=1) if len(acc) > 1 else np.zeros(acc.shape[1])
+                lines.append(f"| {labels.get(name, name)}{suffix} | "
+                             + " | ".join(f"{m:.2f} ± {s:.2f}" for m, s in zip(acc.mean(0), std)) + " |")
+        lines += _violation_lines(over, lambda n: labels.get(n, n), mode, radii, per_seed=True)
     return lines

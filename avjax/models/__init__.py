@@ -6,7 +6,7 @@ import jax.numpy as jnp
 from avjax.configs.base import build_spec
 from avjax.defenses.memory import MemorySpec
 from avjax.models.audio_net import AudioNet
-from avjax.models.classifiers import AudioClassifier, AVClassifier, VisualClassifier
+from avjax.models.classifiers import HEADS, AudioClassifier, AVClassifier, VisualClassifier
 from avjax.models.fusion import FUSIONS, get_fusion
 from avjax.models.localization import LocalizationClassifier
 from avjax.models.resnet import ResNet18
@@ -61,8 +61,14 @@ def build(config: Mapping[str, Any]):
                                       map_stride=int(get("map_stride", 32)), **common)
     if modality == "av":
         get_fusion(get("fusion", "concat"))  # validates the name
+        head = get("head", "linear")
+        if head not in HEADS:
+            raise ValueError(f"unknown head {head!r}; choose one of {HEADS}")
+        if head == "crmt" and get("fusion", "concat") != "concat":
+            raise ValueError(f"the CRMT head fuses the concatenated features itself; it needs fusion 'concat', "
+                             f"not {get('fusion')!r}")
         return AVClassifier(fusion=get("fusion", "concat"), visual_pool=get("visual_pool", "avg"),
-                            memory=memory, **common)
+                            memory=memory, head=head, **common)
     if modality == "audio":
         return AudioClassifier(**common)
     if modality == "visual":
@@ -71,4 +77,4 @@ def build(config: Mapping[str, Any]):
 
 
 __all__ = ["AudioNet", "ResNet18", "AVClassifier", "AudioClassifier", "VisualClassifier", "LocalizationClassifier",
-           "FUSIONS", "MODALITIES", "get_fusion", "build"]
+           "FUSIONS", "HEADS", "MODALITIES", "get_fusion", "build"]

@@ -11,15 +11,20 @@ from flax import linen as nn
 
 from avjax.defenses.memory import MemorySpec, defend_feature
 from avjax.models.audio_net import AudioNet
+from avjax.models.crmt_head import CRMTHead
 from avjax.models.fusion import get_fusion
 from avjax.models.layers import TorchDense, scaled_channels
 from avjax.models.resnet import ResNet18
 
 CLASSIFIER_INIT_STD = 1e-4  # the released classifier's weight init, N(0, 1e-4)
+HEADS = ("linear", "crmt")
 
 
 class AVClassifier(nn.Module):
-    """ResNet18 frame net + waveform net + one fusion head + FC -> C logits."""
+    """ResNet18 frame net + waveform net + one fusion head + FC -> C logits.
+
+    `head='crmt'`: CRMT's per-modality last layer on the concatenated features instead of the FC (the concat
+    fusion only); `fused` is then the per-modality logits [o_v; o_a] the fused logits are a weighted sum of."""
 
     num_classes: int
     fusion: str = "concat"
@@ -29,6 +34,7 @@ class AVClassifier(nn.Module):
     dtype: Any = None
     param_dtype: Any = jnp.float32
     memory: MemorySpec | None = None   # ExFMem: features pass through the external memory
+    head: str = "linear"
 
     modality = "av"
 
@@ -37,8 +43,11 @@ class AVClassifier(nn.Module):
         self.visual_net = ResNet18(width=self.width, pool=self.visual_pool, **kw)
         self.audio_net = AudioNet(width=self.width, **kw)
         self.fusion_head = get_fusion(self.fusion)(**kw)
-        self.classifier = TorchDense(
-            self.num_classes, kernel_init=nn.initializers.normal(self.classifier_init_std), **kw)
+        if self.head == "crmt":
+            self.classifier = CRMTHead(self.num_classes, **kw)
+        else:
+            self.classifier = TorchDense(
+                self.num_classes, kernel_init=nn.initializers.normal(self.classifier_init_std), **kw)
         if self.memory is not None:  # frozen banks: filled by the memory stage, never by the optimizer
             shape = (self.memory.size, self.feature_dim)
             self.banks = {m: self.variable("memory", m, jnp.zeros, shape, jnp.float32)
@@ -71,6 +80,9 @@ class AVClassifier(nn.Module):
 
     def classify(self, f_v, f_a):
         """-> (logits, fused)."""
+        if self.head == "crmt":
+            logits, (o_v, o_a) = self.classifier(f_v, f_a)
+            return logits, jnp.concatenate([o_v, o_a], axis=-1)
         fused = self.fusion_head(f_v, f_a)
         return self.classifier(fused), fused
 

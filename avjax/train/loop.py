@@ -87,6 +87,10 @@ def training_config_hash(config) -> str:
         tree["data"]["source"] = "files"
     if tree["model"].get("map_stride") == 32:  # the default map: hashes of earlier configs stay valid
         tree["model"].pop("map_stride")
+    if tree["model"].get("head") == "linear":  # the default head, likewise
+        tree["model"].pop("head")
+    if tree["train"].get("defense", {}).get("name") != "crmt":   # rho acts in CRMT runs only
+        tree["train"].get("defense", {}).pop("rho", None)
     tree["train"] = _trajectory_fields(tree["train"])
     blob = json.dumps(tree, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]

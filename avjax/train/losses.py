@@ -5,6 +5,8 @@ MaxSim (its sign-flipped baseline): L = CE - w * mean_b cos(f_v^b, f_a^b).
 PCL (Mustafa et al. 2019, the official code's form, docs/method.md, "Defenses") on the fused feature f:
     L = CE + w_prox * mean_b ||f_b - c_{y_b}||^2 - w_conprox * mean_{b, j != y_b} ||f_b - c'_j||^2
 with two learnable centre sets c (proximity) and c' (contrastive proximity).
+CRMT (Yang et al. 2024, its released CRMT_JT; avjax.defenses.crmt), on a model with the CRMT head, whose `fused` is
+the per-modality logits [o_v; o_a]:  L = CE + rho * mean_b log(sum_m sum_{k != y} exp(o_m,k - o_m,y) + 1e-5).
 
 The localization model's audio-visual contrast (beyond the paper, `localization_contrast`): frame i and sound j
 score S_ij = max over the map's locations of cos(f_a^j, f_v^i[h, w]); a cross-entropy over the batch's sounds
@@ -16,8 +18,9 @@ import jax.numpy as jnp
 import optax
 
 from avjax.common import cosine_similarity
+from avjax.defenses.crmt import margin_regulariser
 
-DEFENSES = ("none", "minsim", "maxsim", "pcl")
+DEFENSES = ("none", "minsim", "maxsim", "pcl", "crmt")
 
 
 def masked_mean(x, mask):
@@ -87,6 +90,13 @@ def objective(logits, out, label, defense_cfg, pcl_params=None, mask=None, contr
         metrics["pcl_prox"], metrics["pcl_con"] = masked_mean(prox, mask), masked_mean(con, mask)
         total = total + defense_cfg["prox_weight"] * metrics["pcl_prox"] \
             - defense_cfg["con_weight"] * metrics["pcl_con"]
+    elif name == "crmt":
+        classes = logits.shape[-1]
+        if out["fused"].shape[-1] != 2 * classes:
+            raise ValueError("defense 'crmt' needs the CRMT head (model.head = 'crmt')")
+        o = out["fused"].astype(jnp.float32)
+        metrics["crmt_margin"] = masked_mean(margin_regulariser((o[:, :classes], o[:, classes:]), label), mask)
+        total = total + defense_cfg["rho"] * metrics["crmt_margin"]
     elif name != "none":
         raise ValueError(f"unknown defense {name!r}; choose one of {DEFENSES}")
     if contrast_cfg is not None and contrast_cfg["weight"]:

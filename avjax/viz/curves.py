@@ -46,19 +46,26 @@ def plot_sweep(path, sweeps: dict, av_name: str, title: str):
 
 def plot_certified(path, certified: dict, units: dict, title: str):
     """Certified accuracy vs L2 radius, one panel per smoothing mode ('audio', 'visual', 'joint'), one line per
-    model: `certified[label] = {mode: {'radii': [...], 'accuracy': [...]}}` (avjax.evaluation.certified), the x axis
+    model: `certified[label] = {mode: {'radii': [...], 'accuracy': [...], 'attacked' (optional): [...]}}`
+    (avjax.evaluation.certified; 'attacked', the base model under L2 PGD, dashed in the model's colour), the x axis
     of each mode labelled `units[mode]`."""
     modes = [m for m in ("audio", "visual", "joint") if any(m in c for c in certified.values())]
     fig, axes = plt.subplots(1, len(modes), figsize=(4.2 * len(modes), 3.6), squeeze=False)
     for ax, mode in zip(axes[0], modes):
         for label, res in certified.items():
             if mode in res:
-                ax.plot(res[mode]["radii"], res[mode]["accuracy"], marker="o", label=label)
+                line, = ax.plot(res[mode]["radii"], res[mode]["accuracy"], marker="o", label=f"{label}: certified")
+                if "attacked" in res[mode]:
+                    ax.plot(res[mode]["radii"], res[mode]["attacked"], marker="x", linestyle="--",
+                            color=line.get_color(), label=f"{label}: L2 PGD, base model")
+                if "crmt_bound" in res[mode]:
+                    ax.plot(res[mode]["radii"], res[mode]["crmt_bound"], marker="s", linestyle=":",
+                            color=line.get_color(), label=f"{label}: CRMT's bound")
         ax.set_xlabel(units[mode])
         ax.set_title({"audio": "noise on the audio", "visual": "noise on the frame", "joint": "noise on both"}[mode])
         ax.set_ylim(0, 100)
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("certified accuracy (%)")
+    axes[0][0].set_ylabel("accuracy (%)")
     axes[0][-1].legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()

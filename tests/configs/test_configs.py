@@ -166,7 +166,7 @@ def test_every_variant_loads_and_its_runs_are_among_the_trained_ones():
     assert len(DISTINCT_RUNS) >= 10  # 5 fusions + audio + visual + minsim, maxsim, pcl
     fusions = {rc.model.fusion for rc in DISTINCT_RUNS.values() if rc.model.modality == "av"}
     defenses = {rc.train.defense.name for rc in DISTINCT_RUNS.values()}
-    assert fusions == set(FUSIONS) and {"none", "minsim", "maxsim", "pcl"} <= defenses
+    assert fusions == set(FUSIONS) and {"none", "minsim", "maxsim", "pcl", "crmt"} <= defenses
 
 
 @pytest.mark.slow

@@ -45,7 +45,7 @@ def test_an_audio_certificate_is_about_the_audio_alone():
     res = certified.evaluate(logits_fn, source, None, sigma_visual=8.0, sigma_audio=0.5,
                              modes=("audio", "visual"), n0=8, n=64, alpha=0.01, draws_per_call=16, seed=0,
                              radii=(0.0, 1.0), examples=4, batch_size=4, mesh=parallel.make_mesh(), workers=0,
-                             name="frame-only")
+                             name="frame-only", attack_steps=4)
     audio_cert = res["audio"]["per_example"]
     assert all(audio_cert["correct"]) and not any(audio_cert["abstain"])
     z = certified.certify_cap(64, 0.01)   # every draw agrees: the largest radius 64 draws can certify
@@ -53,40 +53,62 @@ def test_an_audio_certificate_is_about_the_audio_alone():
     np.testing.assert_allclose(audio_cert["radius"], 0.5 * z, rtol=1e-4)   # sigma_audio x z, in samples
     assert max(res["visual"]["per_example"]["radius"]) < 8.0 * z   # the frame's noise does move the prediction
     assert res["n_examples"] == 4 and res["audio"]["radii"] == [0.0, 0.5]
+    # L2 PGD in the same balls: no audio change moves it; 8 pixels of L2 reach the boundary (0.4 x sqrt(192) = 5.5)
+    assert res["audio"]["attacked"] == [100.0, 100.0] and res["visual"]["attacked"] == [100.0, 0.0]
 
 
 @pytest.mark.slow
-def test_defense_smoothing_reports_certified_accuracy(tmp_path):
+def test_smoothing_and_crmt_runs_report_certificates_attacks_and_the_crmt_bound(tmp_path):
+    """defense=crmt (None + CRMT) with the Gaussian-noise run of defense=smoothing added: one experiment, three
+    models, each certified, attacked by L2 PGD in the same balls, and CRMT's bound checked against that attack."""
+    import ml_collections
+
     from avjax import experiment
+    from avjax.configs.base import noise_runs
     from avjax.config_files import load_config
-    config = load_config("configs/synthetic.py", "defense=smoothing,runlocal")
+    config = load_config("configs/synthetic.py", "defense=crmt,runlocal")
+    config.runs = ml_collections.ConfigDict({**config.runs.to_dict(), **noise_runs()})
+    config.rows = (*config.rows, "smoothing")
     config.eval.methods = ("fgsm",)
     config.eval.sweep_eps = ()
     config.certify.modes = ("joint",)   # each mode's own smoothing: test_an_audio_certificate_is_about_the_audio_alone
-    assert config.certify.examples == 8
-    out = experiment.run(config, str(tmp_path))["evaluate"]
-    assert set(out) == {"av", "smoothing"} and out["smoothing"]["defense"] == "noise"
-    for name in out:
-        res = out[name]["certified"]
+    assert config.certify.examples == 8 and config.certify.attack_steps == 2
+    out = experiment.run(config, str(tmp_path))
+    trained, evaluated = out["train"], out["evaluate"]
+    assert set(evaluated) == {"av", "smoothing", "crmt"}
+    assert evaluated["smoothing"]["defense"] == "noise" and evaluated["crmt"]["defense"] == "crmt"
+    second = trained["crmt"]["crmt"]   # the second step ran: Lipschitz estimates per class, a trained
+    assert len(second["lipschitz_visual"]) == config.model.num_classes and min(second["lipschitz_audio"]) > 0
+    assert "crmt" not in trained["av"]
+    for name in evaluated:
+        res = evaluated[name]["certified"]
         assert res["n_examples"] == 8 and res["sigma_visual"] == config.smoothing.sigma_visual
         assert "audio" not in res and "visual" not in res
-        for mode in config.certify.modes:
-            acc = res[mode]["accuracy"]
-            assert len(acc) == len(config.certify.radii) and all(b <= a for a, b in zip(acc, acc[1:]))
-            assert acc[0] <= 100 * np.mean(res[mode]["per_example"]["correct"]) + 1e-9
+        acc = res["joint"]["accuracy"]
+        assert len(acc) == len(config.certify.radii) and all(b <= a for a, b in zip(acc, acc[1:]))
+        assert acc[0] <= 100 * np.mean(res["joint"]["per_example"]["correct"]) + 1e-9
+        attacked = res["joint"]["attacked"]
+        assert len(attacked) == len(acc) and all(0 <= a <= 100 for a in attacked) and attacked[-1] <= attacked[0]
+        assert ("crmt_bound" in res["joint"]) == (name == "crmt")
+    bound = evaluated["crmt"]["certified"]["joint"]
+    assert bound["crmt_bound"][0] == pytest.approx(bound["attacked"][0])   # at r = 0 both are the clean accuracy
+    assert len(bound["crmt_violations"]) == len(acc) and bound["crmt_violations"][0] == 0
     md = open(tmp_path / "results.md").read()
     assert "## Certified accuracy by randomized smoothing (beyond the paper)" in md and "| Gaussian noise |" in md
+    assert f"| Gaussian noise: {certified.ATTACKED} |" in md and f"| CRMT: {certified.BOUND} |" in md
+    assert "examples inside CRMT's bound that L2 PGD breaks" in md
     stored = json.load(open(tmp_path / "results.json"))["certified"]
-    assert set(stored) == {"av", "smoothing"}
+    assert set(stored) == {"av", "smoothing", "crmt"}
     assert os.path.getsize(tmp_path / "figures" / "certified_accuracy.png") > 10_000
 
 
 def test_certificates_over_seeds_are_mean_and_std_at_each_radius():
     def seed(acc):
-        mode = {"radii": [0.0, 0.5], "accuracy": acc, "per_example": {}}
+        mode = {"radii": [0.0, 0.5], "accuracy": acc, "attacked": [acc[0], 0.0], "per_example": {}}
         return {"av": {"certified": {"sigma_visual": 0.25, "sigma_audio": 0.05, "n0": 4, "n": 16, "alpha": 0.001,
                                      "n_examples": 8, "joint": mode}}, "audio": {}}
     over = certified.over_seeds([seed([90.0, 50.0]), seed([80.0, 40.0])])
     assert list(over) == ["av"] and over["av"]["joint"]["accuracy"] == [[90.0, 50.0], [80.0, 40.0]]
     md = "\n".join(certified.seeds_markdown(over, {"av": "None"}, [0, 1]))
     assert "| None | 85.00 ± 7.07 | 45.00 ± 7.07 |" in md and "**joint**" in md and "**audio**" not in md
+    assert f"| None: {certified.ATTACKED} | 85.00 ± 7.07 | 0.00 ± 0.00 |" in md
