@@ -10,9 +10,10 @@ Step 1 trains everything on cross-entropy plus rho times the margin regulariser 
 freezes the encoders and W, estimates per modality and class L[m, c] = max over training examples of
 |d o_m,c / d x_m|_2, and trains only a to maximise the bound (`bound`):
 
-    r(x) = (sum_m (a_m,y o_m,y - a_m,k o_m,k) + b_y - b_k) / sqrt(sum_m (s_m (a_m,y L_m,y + a_m,k L_m,k))^2),
+    r(x) = (sum_m (a_m,y o_m,y - a_m,k o_m,k) + b_y - b_k) / sqrt(sum_m (s_m (|a_m,y| L_m,y + |a_m,k| L_m,k))^2),
 
-k the runner-up class of h. With true Lipschitz constants L and a >= 0, r bounds the smallest perturbation that
+k the runner-up class of h (the released code writes a for |a|: the same while a >= 0, which its training does not
+enforce). With true Lipschitz constants L, r bounds the smallest perturbation that
 changes h's margin over k, in the whitened L2 norm sqrt(sum_m |d_m|^2 / s_m^2) (s = 1: the plain joint L2 norm the
 paper states; s_m = 0 leaves that modality out: the bound for perturbing the other one alone). L estimated as a
 maximum over training examples is a lower estimate of the true constant, and k is only the runner-up class, so r is
@@ -54,7 +55,7 @@ def bound(modality_logits, scales, bias, lipschitz, label, other, weights=(1.0, 
     squares = 0.0
     for m, (o, a) in enumerate(zip(modality_logits, scales)):
         numerator = numerator + a[label] * o[rows, label] - a[other] * o[rows, other]
-        spread = a[label] * lipschitz[m, label] + a[other] * lipschitz[m, other]
+        spread = jnp.abs(a[label]) * lipschitz[m, label] + jnp.abs(a[other]) * lipschitz[m, other]
         squares = squares + jnp.square(weights[m] * spread)
     return numerator / jnp.sqrt(squares)
 

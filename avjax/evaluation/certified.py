@@ -61,7 +61,9 @@ def evaluate(fns, source, transform, *, sigma_visual, sigma_audio, modes, n0, n,
              radii, examples, batch_size, mesh, workers, name, attack_steps=0, attack_step_fraction=0.25) -> dict:
     """{'sigma_visual', 'sigma_audio', 'n0', 'n', 'alpha', 'n_examples', 'attack_steps', mode: {'radii' (mode
     units), 'accuracy' (%), 'attacked' (% under L2 PGD of `attack_steps` steps, base model; with attack_steps > 0),
-    'per_example': {'correct', 'radius' (mode units), 'abstain'}}} over the first `examples` test examples."""
+    'per_example': {'correct', 'radius' (mode units), 'abstain'}}} over the first `examples` test examples; for a
+    CRMT model also 'crmt_bound' (% right with CRMT's bound >= r), 'crmt_violations' (examples inside the bound that
+    L2 PGD breaks, per radius) and per_example 'crmt_radius'."""
     out = {"sigma_visual": float(sigma_visual), "sigma_audio": float(sigma_audio), "n0": int(n0), "n": int(n),
            "alpha": float(alpha), "attack_steps": int(attack_steps)}
     key = jax.random.key(seed)
