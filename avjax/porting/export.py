@@ -46,9 +46,10 @@ def state_dict_from_variables(variables, table) -> dict[str, np.ndarray]:
 
 def original_state_dicts(module, variables) -> dict[str, dict[str, np.ndarray]]:
     """{'sound', 'frame', 'classifier'}: the three state_dicts the released code saves for `module`."""
-    if not (isinstance(module, AVClassifier) and module.fusion == "concat" and module.visual_pool == "avg"):
-        raise ValueError("the released code has one architecture: an AVClassifier with fusion='concat' and "
-                         f"visual_pool='avg' (got {module!r})")
+    if not (isinstance(module, AVClassifier) and module.fusion == "concat" and module.visual_pool == "avg"
+            and module.head == "linear"):
+        raise ValueError("the released code has one architecture: an AVClassifier with fusion='concat', "
+                         f"visual_pool='avg' and the linear head (got {module!r})")
     return {"sound": state_dict_from_variables(variables, torch_state.original_sound_table()),
             "frame": state_dict_from_variables(variables, torch_state.original_frame_table()),
             "classifier": state_dict_from_variables(variables, torch_state.original_classifier_table())}

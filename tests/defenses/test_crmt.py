@@ -107,3 +107,16 @@ def test_the_second_step_raises_the_mean_bound():
     after = mean_bound(trained, bias, lips, o_v, o_a, labels)
     assert after > before + 0.1 and losses[-1] < losses[0]
     assert np.mean(trained[0]) > np.mean(trained[1])    # the weight goes to the modality with the larger margin
+
+
+def test_the_head_is_built_by_config_for_the_concat_fusion_only_and_not_exported_to_the_original_layout():
+    from avjax.models import build
+    from avjax.porting.export import original_state_dicts
+    module = build({"modality": "av", "num_classes": C, "width": 0.125, "head": "crmt"})
+    assert module.head == "crmt" and build({"modality": "av", "num_classes": C}).head == "linear"
+    with pytest.raises(ValueError, match="needs fusion 'concat'"):
+        build({"modality": "av", "num_classes": C, "fusion": "film", "head": "crmt"})
+    with pytest.raises(ValueError, match="unknown head"):
+        build({"modality": "av", "num_classes": C, "head": "orth"})
+    with pytest.raises(ValueError, match="the linear head"):
+        original_state_dicts(module, None)
