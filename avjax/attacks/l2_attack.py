@@ -16,6 +16,7 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from avjax.attacks.core import as_model_fns, forward_fn, frozen_features
@@ -52,7 +53,8 @@ def _per_example(v, like):
 
 
 def run_pgd_l2(logits_fn, image, audio, label, radius, scale_visual, scale_audio, cfg: L2Config):
-    """-> (adv_image, adv_audio, fooled (B,) bool). `radius` and the scales may be traced scalars."""
+    """-> (adv_image, adv_audio, fooled (B,) bool). `radius`, a scalar or one per example (B,), and the scales may
+    be traced."""
     fns = as_model_fns(logits_fn)
     attack_v = cfg.attack_visual and (not isinstance(fns, ModelFns) or fns.uses_visual)
     attack_a = cfg.attack_audio and (not isinstance(fns, ModelFns) or fns.uses_audio)
@@ -66,7 +68,7 @@ def run_pgd_l2(logits_fn, image, audio, label, radius, scale_visual, scale_audio
     grad_fn = jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)
     s_v = jnp.asarray(scale_visual, image.dtype)
     s_a = jnp.asarray(scale_audio, audio.dtype)
-    radius = jnp.asarray(radius, image.dtype)
+    radius = jnp.broadcast_to(jnp.asarray(radius, image.dtype), label.shape)
     step = radius * cfg.step_fraction
 
     def project(u_v, u_a):
@@ -97,9 +99,9 @@ def run_pgd_l2(logits_fn, image, audio, label, radius, scale_visual, scale_audio
         g_norm = _joint_norm(parts)
         g_norm = jnp.where(g_norm > 0, g_norm, 1.0)
         if attack_v:
-            u_v = u_v + step * g_v / _per_example(g_norm, g_v)
+            u_v = u_v + _per_example(step / g_norm, g_v) * g_v
         if attack_a:
-            u_a = u_a + step * g_a / _per_example(g_norm, g_a)
+            u_a = u_a + _per_example(step / g_norm, g_a) * g_a
         pix_v, aud, u_v, u_a = project(u_v, u_a)
         return pix_v, aud, u_v, u_a, best_v, best_a, fooled
 
@@ -118,9 +120,9 @@ _run = jax.jit(run_pgd_l2, static_argnames=("cfg",))
 
 def pgd_l2(logits_fn, image, audio, label, *, radius, scale_visual, scale_audio, steps=20, step_fraction=0.25):
     """L2 PGD in the ball sqrt(|d_v|^2 / scale_visual^2 + |d_a|^2 / scale_audio^2) <= radius (a modality with
-    scale 0 untouched). -> (adv_image, adv_audio, fooled (B,) bool): the first misclassified iterate per example,
-    else the last."""
-    if scale_visual < 0 or scale_audio < 0 or radius < 0:
+    scale 0 untouched; `radius` a scalar or one per example). -> (adv_image, adv_audio, fooled (B,) bool): the first
+    misclassified iterate per example, else the last."""
+    if scale_visual < 0 or scale_audio < 0 or np.any(np.asarray(radius) < 0):
         raise ValueError(f"L2 PGD: radius and scales must be >= 0 (got {radius}, {scale_visual}, {scale_audio})")
     cfg = L2Config(steps=steps, step_fraction=step_fraction, attack_visual=scale_visual > 0,
                    attack_audio=scale_audio > 0)

@@ -87,3 +87,13 @@ def test_bad_arguments_are_clear_errors():
         pgd_l2(logits_fn, image, audio, label, radius=1.0, scale_visual=0.0, scale_audio=0.0)
     with pytest.raises(ValueError, match=">= 0"):
         pgd_l2(logits_fn, image, audio, label, radius=-1.0, scale_visual=1.0, scale_audio=0.0)
+
+
+def test_a_radius_per_example_is_each_examples_own_ball():
+    """Each example attacked just inside its own closed-form distance is never fooled, just beyond it always."""
+    logits_fn, image, audio, label, margin, norm_v, norm_a = _linear()
+    exact = margin / np.hypot(0.25 * norm_v, 0.05 * norm_a)
+    kw = dict(scale_visual=0.25, scale_audio=0.05)
+    _, _, inside = pgd_l2(logits_fn, image, audio, label, radius=jnp.asarray(exact * 0.99), **kw)
+    _, _, beyond = pgd_l2(logits_fn, image, audio, label, radius=jnp.asarray(exact * 1.03), **kw)
+    assert not np.any(np.asarray(inside)) and np.all(np.asarray(beyond))

@@ -93,10 +93,12 @@ def test_smoothing_and_crmt_runs_report_certificates_attacks_and_the_crmt_bound(
     bound = evaluated["crmt"]["certified"]["joint"]
     assert bound["crmt_bound"][0] == pytest.approx(bound["attacked"][0])   # at r = 0 both are the clean accuracy
     assert len(bound["crmt_violations"]) == len(acc) and bound["crmt_violations"][0] == 0
+    own = bound["crmt_own_bound"]
+    assert 0 <= own["broken"] <= own["examples"] <= 8
     md = open(tmp_path / "results.md").read()
     assert "## Certified accuracy by randomized smoothing (beyond the paper)" in md and "| Gaussian noise |" in md
     assert f"| Gaussian noise: {certified.ATTACKED} |" in md and f"| CRMT: {certified.BOUND} |" in md
-    assert "examples inside CRMT's bound that L2 PGD breaks" in md
+    assert "CRMT's bound against L2 PGD" in md and "attacked just inside its own bound" in md
     stored = json.load(open(tmp_path / "results.json"))["certified"]
     assert set(stored) == {"av", "smoothing", "crmt"}
     assert os.path.getsize(tmp_path / "figures" / "certified_accuracy.png") > 10_000
