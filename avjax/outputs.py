@@ -56,7 +56,7 @@ def plot_certified(config, workdir, curves, title_note=""):
         return
     os.makedirs(os.path.join(workdir, "figures"), exist_ok=True)
     plot(os.path.join(workdir, "figures", "certified_accuracy.png"), curves, certified.UNITS,
-         f"{config.data.name}: certified accuracy of the smoothed classifiers{title_note}")
+         f"{config.data.name}: accuracy vs L2 radius, certified (smoothed classifiers) and attacked{title_note}")
 
 
 def plot_all_embeddings(config, workdir, results, baseline, classes):

@@ -155,8 +155,8 @@ def second_step(config, module, variables, sources, transforms, *, mesh) -> tupl
                                    momentum=cc.momentum, weight_decay=cc.weight_decay, seed=config.seed)
     after = mean_bound(trained, bias, lips, o_v, o_a, labels)
     log.info("CRMT second step: L visual %s, audio %s (max over %d training examples); mean bound on them %.4g -> "
-             "%.4g after %d epochs on a", np.round(lips[0], 3).tolist(), np.round(lips[1], 3).tolist(), len(labels),
-             before, after, epochs)
+             "%.4g after %d epochs on a", " ".join(f"{x:.3g}" for x in lips[0]), " ".join(f"{x:.3g}" for x in lips[1]),
+             len(labels), before, after, epochs)
     params = dict(variables["params"])
     params["classifier"] = dict(head, scale_visual=trained[0], scale_audio=trained[1])
     out = dict(variables, params=params, crmt={"lipschitz": lips})

@@ -62,7 +62,8 @@ def plot_certified(path, certified: dict, units: dict, title: str):
                     ax.plot(res[mode]["radii"], res[mode]["crmt_bound"], marker="s", linestyle=":",
                             color=line.get_color(), label=f"{label}: CRMT's bound")
         ax.set_xlabel(units[mode])
-        ax.set_title({"audio": "noise on the audio", "visual": "noise on the frame", "joint": "noise on both"}[mode])
+        ax.set_title({"audio": "the audio (noise on it)", "visual": "the frame (noise on it)",
+                      "joint": "both (noise on both)"}[mode])
         ax.set_ylim(0, 100)
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("accuracy (%)")
