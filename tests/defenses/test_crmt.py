@@ -120,3 +120,30 @@ def test_the_head_is_built_by_config_for_the_concat_fusion_only_and_not_exported
         build({"modality": "av", "num_classes": C, "head": "orth"})
     with pytest.raises(ValueError, match="the linear head"):
         original_state_dicts(module, None)
+
+
+@pytest.mark.slow
+def test_the_lipschitz_estimate_is_each_examples_own_gradient_norm_per_class():
+    """The per-class input-gradient norms of the batched vjp equal those of each example differentiated alone."""
+    from avjax.models import build
+    from avjax.train.crmt import _gradient_norms
+    module = build({"modality": "av", "num_classes": C, "width": 0.125, "head": "crmt"})
+    k = jax.random.split(jax.random.key(0), 3)
+    image, audio = jax.random.uniform(k[0], (3, 16, 16, 3)), jax.random.uniform(k[1], (3, 4096), minval=-1, maxval=1)
+    variables = module.init(k[2], image, audio, train=False)
+    o_v, o_a, n_v, n_a = jax.jit(lambda v, i, a: _gradient_norms(module, v, i, a))(variables, image, audio)
+    logits, out = module.apply(variables, image, audio, train=False)
+    np.testing.assert_allclose(np.asarray(o_v), np.asarray(out["fused"][:, :C]), atol=1e-5)
+
+    @jax.jit
+    def alone(img, aud, pick):   # one example: |d o_v,c / d image|, |d o_a,c / d audio| for the class `pick` selects
+        fused = lambda i, a: module.apply(variables, i, a, train=False)[1]["fused"][0]   # noqa: E731
+        g_v = jax.grad(lambda i: fused(i, aud)[:C] @ pick)(img)
+        g_a = jax.grad(lambda a: fused(img, a)[C:] @ pick)(aud)
+        return jnp.linalg.norm(g_v), jnp.linalg.norm(g_a)
+
+    for b in (0, 2):
+        for c in (0, C - 1):
+            norm_v, norm_a = alone(image[b:b + 1], audio[b:b + 1], jnp.eye(C)[c])
+            np.testing.assert_allclose(float(n_v[c, b]), float(norm_v), rtol=1e-4)
+            np.testing.assert_allclose(float(n_a[c, b]), float(norm_a), rtol=1e-4)
