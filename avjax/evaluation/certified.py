@@ -185,7 +185,7 @@ def markdown(results: dict, label) -> list[str]:
     lines = [*_heading(first),
              "Certified accuracy (%) at each L2 radius: a lower bound on the smoothed classifier's accuracy under every "
              "perturbation of that size (with probability >= 1 - α). The L-inf attacks above bound robustness from "
-             "above; these certificates bound it from below, for L2 changes." + _attack_note(first)]
+             "above; these certificates bound it from below, for L2 changes." + _attack_note(certified)]
     for mode in MODES:
         if mode not in first:
             continue
@@ -239,13 +239,18 @@ def _violation_lines(certified, label, mode, radii, per_seed=False):
     return lines
 
 
-def _attack_note(first: dict) -> str:
-    if not first.get("attack_steps"):
-        return ""
-    return (f" Rows '{ATTACKED}': the base model's accuracy (%) under L2 PGD ({first['attack_steps']} steps) in the "
-            "same ball, an upper bound on the base model's robust accuracy at that radius (a different classifier "
-            f"than the smoothed one the certificate is about). Rows '{BOUND}' (CRMT models): the share (%) of examples "
-            "the base model gets right with CRMT's own bound at least r, the bound's claim about the base model.")
+def _attack_note(models: dict) -> str:
+    """The sentences that say what the attack rows and the CRMT rows of the tables are (where there are any)."""
+    first = next(iter(models.values()))
+    note = ""
+    if first.get("attack_steps"):
+        note += (f" Rows '{ATTACKED}': the base model's accuracy (%) under L2 PGD ({first['attack_steps']} steps) in "
+                 "the same ball, an upper bound on the base model's robust accuracy at that radius (a different "
+                 "classifier than the smoothed one the certificate is about).")
+    if any("crmt_bound" in res.get(mode, {}) for res in models.values() for mode in MODES):
+        note += (f" Rows '{BOUND}': the share (%) of examples the CRMT base model gets right with CRMT's own bound at "
+                 "least r, the bound's claim about the base model.")
+    return note
 
 
 def over_seeds(per_seed_results) -> dict:
@@ -275,7 +280,7 @@ def seeds_markdown(over: dict, labels: dict, seeds) -> list[str]:
     first = next(iter(over.values()))
     lines = [*_heading(first),
              f"Mean ± std over {len(seeds)} seeds ({', '.join(map(str, seeds))}) of the certified accuracy (%) at each "
-             "L2 radius. Each seed's table, with the share abstained, is in its own results.md." + _attack_note(first)]
+             "L2 radius. Each seed's table, with the share abstained, is in its own results.md." + _attack_note(over)]
     for mode in (m for m in MODES if m in first):
         radii = first[mode]["radii"]
         lines += ["", f"**{mode}** ({UNITS[mode]})", "",
