@@ -92,7 +92,8 @@ def evaluate(fns, source, transform, *, sigma_visual, sigma_audio, modes, n0, n,
                 bounded.append(r_crmt[keep])
                 if attack_steps:   # each example attacked at its own bound: inside it, nothing may break it
                     _, _, fooled = pgd_l2(fns, batch["image"], batch["audio"], batch["label"],
-                                          radius=np.maximum(r_crmt, 0.0) * OWN_BOUND_SHRINK, scale_visual=weights[0],
+                                          radius=(np.maximum(r_crmt, 0.0) * OWN_BOUND_SHRINK).astype(np.float32),
+                                          scale_visual=weights[0],
                                           scale_audio=weights[1], steps=attack_steps,
                                           step_fraction=attack_step_fraction)
                     broken.append(np.asarray(gather(fooled))[keep])
@@ -155,8 +156,10 @@ def _robust(fns, batch, label, grid, scales, steps, step_fraction):
         if r == 0:   # no perturbation: the clean prediction
             rows.append(np.asarray(gather(_predict(as_model_fns(fns), batch["image"], batch["audio"]))) == label)
             continue
-        _, _, fooled = pgd_l2(fns, batch["image"], batch["audio"], batch["label"], radius=r, scale_visual=s_v,
-                              scale_audio=s_a, steps=steps, step_fraction=step_fraction)
+        _, _, fooled = pgd_l2(fns, batch["image"], batch["audio"], batch["label"],
+                              radius=np.full(batch["label"].shape, r, np.float32),   # one program with the
+                              scale_visual=s_v, scale_audio=s_a, steps=steps,        # per-example radii below
+                              step_fraction=step_fraction)
         rows.append(~np.asarray(gather(fooled)))
     return np.stack(rows)
 
