@@ -23,7 +23,7 @@ import optax
 
 from avjax import parallel
 from avjax.data import pipeline
-from avjax.defenses.crmt import bound, runner_up, second_step_loss
+from avjax.defenses.crmt import second_step_loss
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +56,19 @@ def _gradient_norms(module, variables, image, audio):
     return o_v, o_a, n_v, n_a
 
 
-def lipschitz_and_logits(module, variables, source, transform, *, batch_size, max_examples, mesh, workers):
-    """-> (L (2, C) float32, o_v (N, C), o_a (N, C), labels (N,)) over the first `max_examples` (0: all) examples."""
+def _split_batches(source, transform, *, batch_size, mesh, workers):
+    """Yield (global batch, mask (B,) bool numpy, labels (B,) numpy) over one ordered pass of a split."""
     local_batch = parallel.check_batch_size(batch_size, mesh)
     batches = pipeline.exactly(pipeline.eval_dataset(source, transform, batch_size=local_batch, workers=workers),
                                pipeline.num_eval_batches(source, local_batch))
+    for local in batches:
+        batch = parallel.global_batch(local, mesh)
+        yield (batch, np.asarray(jax.device_get(batch["mask"])).astype(bool),
+               np.asarray(jax.device_get(batch["label"])))
+
+
+def lipschitz_and_logits(module, variables, source, transform, *, batch_size, max_examples, mesh, workers):
+    """-> (L (2, C) float32, o_v (N, C), o_a (N, C), labels (N,)) over the first `max_examples` (0: all) examples."""
     rep, dat = parallel.replicated(mesh), parallel.data_sharded(mesh)
     apply = jax.jit(functools.partial(_gradient_norms, module), in_shardings=(rep, dat, dat),
                     out_shardings=(rep, rep, rep, rep))
@@ -68,10 +76,8 @@ def lipschitz_and_logits(module, variables, source, transform, *, batch_size, ma
     lips = np.zeros((2, module.num_classes), np.float32)
     keep_v, keep_a, keep_y = [], [], []
     seen = 0
-    for local in batches:
-        batch = parallel.global_batch(local, mesh)
+    for batch, mask, label in _split_batches(source, transform, batch_size=batch_size, mesh=mesh, workers=workers):
         o_v, o_a, n_v, n_a = (np.asarray(jax.device_get(x)) for x in apply(variables, batch["image"], batch["audio"]))
-        mask = np.asarray(jax.device_get(batch["mask"])).astype(bool)
         if max_examples:
             mask &= np.cumsum(mask) + seen <= max_examples
         seen += int(mask.sum())
@@ -80,7 +86,7 @@ def lipschitz_and_logits(module, variables, source, transform, *, batch_size, ma
             lips[1] = np.maximum(lips[1], n_a[:, mask].max(1))
             keep_v.append(o_v[mask])
             keep_a.append(o_a[mask])
-            keep_y.append(np.asarray(jax.device_get(batch["label"]))[mask])
+            keep_y.append(label[mask])
         if max_examples and seen >= max_examples:
             break
     return lips, np.concatenate(keep_v), np.concatenate(keep_a), np.concatenate(keep_y).astype(np.int32)
@@ -115,26 +121,20 @@ def _train_scales(scales, bias, lipschitz, o_v, o_a, labels, order, tx):
 
 
 def mean_bound(scales, bias, lipschitz, o_v, o_a, labels) -> float:
-    logits = bias + scales[0] * o_v + scales[1] * o_a
-    r = bound((o_v, o_a), scales, bias, lipschitz, labels, runner_up(logits, labels))
-    return float(jnp.mean(r))
+    """The mean bound against the runner-up class: what the second step maximises."""
+    return -float(second_step_loss((o_v, o_a), scales, bias, lipschitz, labels))
 
 
 def accuracy(module, variables, source, transform, *, batch_size, mesh, workers) -> float:
     """Top-1 accuracy (fraction) of the model over a split."""
-    local_batch = parallel.check_batch_size(batch_size, mesh)
-    batches = pipeline.exactly(pipeline.eval_dataset(source, transform, batch_size=local_batch, workers=workers),
-                               pipeline.num_eval_batches(source, local_batch))
     rep, dat = parallel.replicated(mesh), parallel.data_sharded(mesh)
     predict = jax.jit(lambda v, i, a: jnp.argmax(module.apply(v, i, a, train=False)[0], -1),
                       in_shardings=(rep, dat, dat), out_shardings=rep)
     variables = parallel.replicate(variables, mesh)
     right = count = 0
-    for local in batches:
-        batch = parallel.global_batch(local, mesh)
+    for batch, mask, label in _split_batches(source, transform, batch_size=batch_size, mesh=mesh, workers=workers):
         pred = np.asarray(jax.device_get(predict(variables, batch["image"], batch["audio"])))
-        mask = np.asarray(jax.device_get(batch["mask"])).astype(bool)
-        right += int((pred == np.asarray(jax.device_get(batch["label"])))[mask].sum())
+        right += int((pred == label)[mask].sum())
         count += int(mask.sum())
     return right / max(count, 1)
 
