@@ -2,6 +2,7 @@
 the train step (CPU, 2 threads, both frameworks).
 
     python benchmarks/cpu_bounds.py [--repeats 5] [--size paper|small] [--parts ceiling,attack,table,convs,wgrad]
+                                    [--threads 2]
 
 ceiling  f32 GEMM 2048^3 in XLA and in PyTorch: the multiply-add rate this CPU gives each framework.
 attack   each branch's input gradient with the other branch frozen (one attack step on one modality) and each
@@ -251,9 +252,10 @@ def main():
     ap.add_argument("--size", default="paper", choices=sorted(SIZES))
     ap.add_argument("--parts", default="ceiling,attack,table,convs,wgrad")
     ap.add_argument("--measured-table", default="", help="'avjax_s,torch_s' from benchmarks/attacks.py part b")
+    ap.add_argument("--threads", type=int, default=2, help="PyTorch's intra-op threads")
     args = ap.parse_args()
     import torch
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     parts = args.parts.split(",")
     size = SIZES[args.size]
     print(f"jax {jax.__version__}, torch {torch.__version__}; size {args.size}: {size}; "

@@ -33,7 +33,7 @@ def test_small_map_reproducer_prints_both_formulations_and_a_verdict():
 @pytest.mark.slow
 @needs_torch
 def test_conv_formulations_smoke():
-    proc = _run("conv_formulations.py", "--parts", "model", "--sizes", "32", "--repeats", "1")
+    proc = _run("conv_formulations.py", "--parts", "model", "--sizes", "32", "--repeats", "1", "--threads", "1")
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = [line for line in proc.stdout.splitlines() if line.startswith("[model]")]
     assert len(rows) == 2, proc.stdout

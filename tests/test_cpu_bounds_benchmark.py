@@ -34,7 +34,7 @@ def test_table_passes_follow_the_attack_counts():
 @needs_torch
 def test_cpu_bounds_smoke():
     proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "cpu_bounds.py"), "--size", "small",
-                           "--repeats", "1"], capture_output=True, text=True, timeout=600, cwd=ROOT)
+                           "--repeats", "1", "--threads", "1"], capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.splitlines()
     assert sum(line.startswith("[ceiling]") for line in lines) == 1
