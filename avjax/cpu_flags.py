@@ -5,6 +5,9 @@ Routing convolutions to Eigen instead of YNNPACK makes their weight gradient ~3x
 notebook or a script gets the same speed as `python -m avjax.main`), only where the user has not set
 the option themselves. When JAX's backend started before avjax was imported, the flags can no longer
 take effect and a warning says what to do. `AVJAX_NO_CPU_FLAGS=1` leaves XLA_FLAGS untouched.
+
+Some XLA:CPU options make avjax's programs compute wrong values with the pinned jaxlib (`KNOWN_WRONG`); importing
+avjax with one of them in XLA_FLAGS warns, whatever else is set.
 """
 import os
 import sys
@@ -12,11 +15,31 @@ import warnings
 
 CPU_XLA_FLAGS = ("--xla_cpu_experimental_ynn_fusion_type=-individual_convolution",)
 OPT_OUT = "AVJAX_NO_CPU_FLAGS"
+# option=value -> what goes wrong with it (jaxlib 0.10.2). With XLA:CPU's legacy elemental emitters and LLVM's
+# optimisations off (`--xla_backend_optimization_level=0`, which `avjax.compiled.RUNS_ONCE` sets for the report's
+# gallery attacks), the audio-visual model's input gradient comes out wrong: 68-79 % off for the ported network of
+# tests/attacks/test_against_original.py, whose float64 comparisons then fail.
+KNOWN_WRONG = {
+    "--xla_cpu_use_fusion_emitters=false": "XLA:CPU's legacy elemental emitters compute the audio-visual model's "
+                                           "input gradients wrongly in programs compiled without LLVM optimisation "
+                                           "(attacks would be too weak)",
+}
 
 
 def missing(flags: str) -> list[str]:
     """The avjax flags whose option `flags` (an XLA_FLAGS string) does not set."""
     return [flag for flag in CPU_XLA_FLAGS if flag.split("=")[0] not in flags]
+
+
+def known_wrong(flags: str) -> list[str]:
+    """The options of `flags` (an XLA_FLAGS string) that `KNOWN_WRONG` lists."""
+    given = dict(token.lower().partition("=")[::2] for token in flags.split())
+    wrong = []
+    for flag in KNOWN_WRONG:
+        name, _, value = flag.partition("=")
+        if given.get(name) in (value, {"false": "0", "true": "1"}.get(value)):
+            wrong.append(flag)
+    return wrong
 
 
 def apply():
@@ -36,7 +59,10 @@ def backend_started() -> bool:
 
 
 def apply_on_import():
-    """What `import avjax` does: apply the flags, or warn when it is too late for them to matter."""
+    """What `import avjax` does: apply the flags, or warn when it is too late for them to matter; warn about
+    options known to give wrong results."""
+    for flag in known_wrong(os.environ.get("XLA_FLAGS", "")):
+        warnings.warn(f"XLA_FLAGS sets {flag}: {KNOWN_WRONG[flag]}. Remove it.", RuntimeWarning, stacklevel=3)
     if os.environ.get(OPT_OUT, "") not in ("", "0"):
         return
     if not missing(os.environ.get("XLA_FLAGS", "")):

@@ -54,3 +54,13 @@ def test_late_import_warns_with_the_remedy_and_opt_out_silences_it():
     assert "RuntimeWarning" in err and "XLA_FLAGS=" in err and cpu_flags.OPT_OUT in err
     out, err = _python(late, **{cpu_flags.OPT_OUT: "1"})
     assert "RuntimeWarning" not in err
+
+
+def test_an_option_known_to_give_wrong_results_warns():
+    out, err = _python("import avjax; print('imported')", XLA_FLAGS="--xla_cpu_use_fusion_emitters=false")
+    assert out == "imported"
+    assert "RuntimeWarning" in err and "--xla_cpu_use_fusion_emitters=false" in err and "Remove it" in err
+    assert cpu_flags.known_wrong("--xla_force_host_platform_device_count=2 --xla_cpu_use_fusion_emitters=False") == [
+        "--xla_cpu_use_fusion_emitters=false"]
+    assert cpu_flags.known_wrong("--xla_cpu_use_fusion_emitters=0") == ["--xla_cpu_use_fusion_emitters=false"]
+    assert cpu_flags.known_wrong("--xla_cpu_use_fusion_emitters=true") == []
