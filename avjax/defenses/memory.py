@@ -24,7 +24,8 @@ class MemorySpec:
 
     size: int            # K atoms per modality
     lam: float           # l1 weight of the lasso (the paper's 0.1)
-    blend: float         # a in a * (h M) + (1 - a) * f (0.5; 0.6 for Kinetics-Sounds)
+    blend: float | None  # a in a * (h M) + (1 - a) * f (0.5; 0.6 for Kinetics-Sounds); None: a is the value
+                         # variables['memory']['blend'] (one compiled program for every a)
     solver: str          # 'fista' | 'ista'
     variant: str         # 'standard' | 'original' (the released batch-global ISTA loop)
     step_visual: float   # ISTA step; 0: 1/L
@@ -43,16 +44,20 @@ class MemorySpec:
 GRADIENTS = ("default", "implicit", "unrolled", "bpda_identity", "bpda_ridge")
 
 
-def defend_feature(spec: MemorySpec, bank, big_l, features, step):
-    """-> the blended feature a * (h M) + (1 - a) * f of `features` (B, dim) over `bank` (K, dim)."""
+def defend_feature(spec: MemorySpec, bank, big_l, features, step, weight=None):
+    """-> the blended feature a * (h M) + (1 - a) * f of `features` (B, dim) over `bank` (K, dim); a is
+    `weight` when given (a traced value), else `spec.blend`."""
     if spec.gradient not in GRADIENTS:
         raise ValueError(f"unknown memory gradient {spec.gradient!r}; choose one of {GRADIENTS}")
+    weight = spec.blend if weight is None else weight
+    if weight is None:
+        raise ValueError("the memory's blend weight is neither in its spec nor given")
     codes = memory_codes(spec, bank, big_l, features, step)
-    defended = blend(bank, features, codes, spec.blend)
+    defended = blend(bank, features, codes, weight)
     if spec.gradient == "bpda_identity":
         return features + jax.lax.stop_gradient(defended - features)
     if spec.gradient == "bpda_ridge":
-        surrogate = blend(bank, features, ridge_code(bank, features, spec.lam), spec.blend)
+        surrogate = blend(bank, features, ridge_code(bank, features, spec.lam), weight)
         return surrogate + jax.lax.stop_gradient(defended - surrogate)
     return defended
 

@@ -75,9 +75,11 @@ _jit_accuracy = jax.jit(_batch_accuracy, static_argnames=("spec", "method"))
 
 
 def with_blend(fns, blend: float) -> ModelFns:
-    """The same model and memory with blend weight `blend` (0: the memory is not used)."""
-    module = fns.module.clone(memory=dataclasses.replace(fns.module.memory, blend=float(blend)))
-    return ModelFns(module, fns.variables)
+    """The same model and memory with blend weight `blend` (0: the memory is not used). The weight is a
+    variable, not part of the module: the models of every weight share one compiled program."""
+    module = fns.module.clone(memory=dataclasses.replace(fns.module.memory, blend=None))
+    memory = {**fns.variables["memory"], "blend": jnp.float32(blend)}
+    return ModelFns(module, {**fns.variables, "memory": memory})
 
 
 def _median_distance_between_classes(bank, labels):

@@ -63,7 +63,9 @@ class AVClassifier(nn.Module):
         if self.memory is None:
             return f
         step = self.memory.step_visual if modality == "visual" else self.memory.step_audio
-        return defend_feature(self.memory, self.banks[modality].value, self.lipschitz[modality].value, f, step)
+        weight = self.get_variable("memory", "blend") if self.memory.blend is None else None
+        return defend_feature(self.memory, self.banks[modality].value, self.lipschitz[modality].value, f, step,
+                              weight)
 
     def raw_features(self, image, audio, *, train: bool = False):
         """-> (f_v, f_a) straight from the encoders (what a memory is built from)."""

@@ -171,7 +171,11 @@ def test_blend_zero_is_the_model_without_its_memory():
                                                          np.abs(rng.normal(size=(6, dim))))}
     fns = with_blend(attacks.ModelFns(model, defended), 0.0)
     np.testing.assert_allclose(fns(image, audio)[0], plain.apply(variables, image, audio)[0], rtol=1e-5, atol=1e-6)
-    assert model.memory.blend == 0.5 and fns.module.memory.blend == 0.0
+    assert model.memory.blend == 0.5 and fns.variables["memory"]["blend"] == 0.0
+    half = with_blend(attacks.ModelFns(model, defended), 0.5)
+    np.testing.assert_allclose(half(image, audio)[0], model.apply(defended, image, audio)[0], rtol=1e-5, atol=1e-6)
+    # the weight is a leaf, not part of the module: every weight runs the same compiled program
+    assert jax.tree.structure(half) == jax.tree.structure(fns)
 
 
 @pytest.mark.slow
