@@ -10,7 +10,7 @@ from safetensors.numpy import save_file
 
 from avjax import model_dir, porting
 from avjax.porting import convert, torch_pickle
-from tests import golden_spec as gs
+from tests import golden_spec as gs, jitted
 from tests.conftest import needs_torch
 
 
@@ -141,9 +141,9 @@ def test_convert_command_writes_a_loadable_model(tmp_path, original_dir):
     assert convert.main([str(original_dir), str(out), "--num-classes", "28"]) == 0
     module, config, variables = model_dir.load_model(out)
     image, audio = gs.make_inputs(gs.SEED, **gs.SMALL)
-    logits, _ = module.apply(variables, jnp.asarray(image, jnp.float32), jnp.asarray(audio, jnp.float32))
+    logits, _ = jitted.apply(module, variables, jnp.asarray(image, jnp.float32), jnp.asarray(audio, jnp.float32))
     ref_module, ref_vars = porting.load_original_checkpoint(original_dir)
-    ref, _ = ref_module.apply(ref_vars, jnp.asarray(image, jnp.float32), jnp.asarray(audio, jnp.float32))
+    ref, _ = jitted.apply(ref_module, ref_vars, jnp.asarray(image, jnp.float32), jnp.asarray(audio, jnp.float32))
     np.testing.assert_array_equal(np.asarray(logits), np.asarray(ref))
     assert config["num_classes"] == 28 and config["fusion"] == "concat"
     # refusing to overwrite, and a bad source, exit with 2 and a message

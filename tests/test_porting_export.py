@@ -7,7 +7,7 @@ import pytest
 
 from avjax import porting
 from avjax.models import AVClassifier
-from tests import golden_spec as gs
+from tests import golden_spec as gs, jitted
 from tests.conftest import needs_torch
 
 NUM_CLASSES = 28  # the golden checkpoint's
@@ -49,7 +49,7 @@ def test_saved_checkpoint_loads_back_to_the_same_model(tmp_path, original_state)
 @pytest.mark.slow
 def test_only_the_released_architecture_is_exported():
     module = AVClassifier(num_classes=3, fusion="sum", visual_pool="avg", width=0.25)
-    variables = module.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)), jnp.zeros((1, 4096)))
+    variables = jitted.init(module, jax.random.key(0), jnp.zeros((1, 32, 32, 3)), jnp.zeros((1, 4096)))
     with pytest.raises(ValueError, match="fusion='concat'"):
         porting.original_state_dicts(module, variables)
     with pytest.raises(ValueError, match=r"\.pth or \.safetensors"):

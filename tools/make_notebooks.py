@@ -256,7 +256,7 @@ except porting.CheckpointError as e:
     print("no original checkpoint:", e)
 if not have_original:   # stand-ins: 8 classes, as the synthetic data the model is evaluated on below
     stand_in = AVClassifier(num_classes=8, fusion="concat", visual_pool="avg")
-    weights = stand_in.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)), jnp.zeros((1, 4096)))
+    weights = jax.jit(stand_in.init)(jax.random.key(0), jnp.zeros((1, 32, 32, 3)), jnp.zeros((1, 4096)))
     ext = ".pth" if importlib.util.find_spec("torch") else ".safetensors"
     print("STAND-INS (random weights):", porting.save_original_checkpoint(stand_in, weights, ORIGINAL, ext=ext))
     if not os.path.exists(RESNET18):
@@ -276,7 +276,7 @@ in float32 and 1e-9 in float64)."""),
  ("code", '''module, variables = porting.load_original_checkpoint(ORIGINAL)
 image = jax.random.uniform(jax.random.key(1), (2, 64, 64, 3))
 audio = jax.random.uniform(jax.random.key(2), (2, 8192), minval=-1, maxval=1)
-logits, _ = module.apply(variables, image, audio)
+logits, _ = jax.jit(module.apply)(variables, image, audio)
 print(module.num_classes, "classes; logits", logits.shape)'''),
  ("md", """## Evaluate it under attack
 `python -m avjax.porting.convert ORIGINAL OUT` (here its function) writes an avjax model directory; any

@@ -5,8 +5,20 @@ exposes the encoders, so an attack on one modality computes the other modality's
 instead of at every step. Variables are pytree leaves (traced, never baked into the program as
 constants); the module is static. Models are always applied with `train=False` and no mutable
 collections: no attack ever updates BatchNorm statistics.
+
+Every method is jitted (one compiled program per module, method and shapes), so a model called eagerly,
+as in a notebook, runs one program instead of compiling and dispatching each of its operations; inside
+a jitted attack the call is traced once per shape and inlined.
 """
+import functools
+
 import jax
+
+
+@functools.partial(jax.jit, static_argnames=("method", "train"))
+def _apply(fns, *args, method, train):
+    kw = {} if train is None else {"train": train}
+    return fns.module.apply(fns.variables, *args, method=method, **kw)
 
 
 @jax.tree_util.register_pytree_node_class
@@ -31,21 +43,21 @@ class ModelFns:
         return getattr(self.module, "modality", "av") in ("av", "audio")
 
     def __call__(self, image, audio):
-        return self.module.apply(self.variables, image, audio, train=False)
+        return _apply(self, image, audio, method=None, train=False)
 
     def encode_visual(self, image):
         if not self.uses_visual:
             return None
-        return self.module.apply(self.variables, image, train=False, method="encode_visual")[0]
+        return _apply(self, image, method="encode_visual", train=False)[0]
 
     def encode_audio(self, audio):
         if not self.uses_audio:
             return None
-        return self.module.apply(self.variables, audio, train=False, method="encode_audio")
+        return _apply(self, audio, method="encode_audio", train=False)
 
     def classify(self, f_v, f_a):
         """-> (logits, out) from features."""
-        logits, fused = self.module.apply(self.variables, f_v, f_a, method="classify")
+        logits, fused = _apply(self, f_v, f_a, method="classify", train=None)
         out = {"fused": fused}
         if f_v is not None:
             out["visual"] = f_v

@@ -202,13 +202,15 @@ def test_given_clean_gradients_replace_the_first_step(small, variant, setting):
         gradients, (_, logits) = jax.jit(lambda: clean_gradients(fns, image, audio, label,
                                                                  attacks.make_config("fgsm", **opts)))()
         np.testing.assert_allclose(logits, fns(image, audio)[0], rtol=1e-9, atol=1e-9)
-        for method in ("fgsm", "pgd", "mim"):
-            cfg = attacks.make_config(method, **opts)
-            given = jax.jit(lambda g: run_attack(fns, image, audio, label, eps_v, eps_a, cfg, first_gradients=g))
-            alone = jax.jit(lambda: run_attack(fns, image, audio, label, eps_v, eps_a, cfg))()
-            for x, y in zip(given(gradients), alone):
+        # PGD and MIM through the program they share (test_one_program_for_pgd_and_mim_equals_each)
+        fgsm, mim = attacks.make_config("fgsm", **opts), attacks.make_config("mim", **opts)
+        for cfg, flag in ((fgsm, None), (mim, jnp.bool_(False)), (mim, jnp.bool_(True))):
+            given = jax.jit(lambda g, f: run_attack(fns, image, audio, label, eps_v, eps_a, cfg, first_gradients=g,
+                                                    mim=f))
+            alone = jax.jit(lambda f: run_attack(fns, image, audio, label, eps_v, eps_a, cfg, mim=f))(flag)
+            for x, y in zip(given(gradients, flag), alone):
                 assert x.dtype == jnp.float64
                 np.testing.assert_array_equal(x, y)
             # a wrong first gradient changes the result: the given one is really used
             flipped = jax.tree.map(lambda g: -g, gradients)
-            assert not all(np.array_equal(x, y) for x, y in zip(given(flipped), alone))
+            assert not all(np.array_equal(x, y) for x, y in zip(given(flipped, flag), alone))

@@ -10,6 +10,7 @@ from avjax.attacks.feature_collision import raw_features
 from avjax.configs.base import base_config
 from avjax.defenses.memory import memory_collection
 from avjax.models import build
+from tests import jitted
 
 
 @pytest.fixture(scope="module")
@@ -21,10 +22,10 @@ def defended():
     model = build(dict(cfg, memory=dict(cfg["memory"], size=8)))
     image = jax.random.uniform(jax.random.key(1), (4, 32, 32, 3))
     audio = jax.random.uniform(jax.random.key(2), (4, 4096), minval=-0.9, maxval=0.9)
-    variables = plain.init(jax.random.key(0), image, audio)
+    variables = jitted.init(plain, jax.random.key(0), image, audio)
     atoms_image = jax.random.uniform(jax.random.key(3), (8, 32, 32, 3))
     atoms_audio = jax.random.uniform(jax.random.key(4), (8, 4096), minval=-0.9, maxval=0.9)
-    f_v, f_a = plain.apply(variables, atoms_image, atoms_audio, method="raw_features")
+    f_v, f_a = jitted.apply(plain, variables, atoms_image, atoms_audio, method="raw_features")
     fns = attacks.ModelFns(model, {**variables, "memory": memory_collection(np.asarray(f_v), np.asarray(f_a))})
     label = jnp.argmax(fns(image, audio)[0], -1)
     return fns, image, audio, label

@@ -10,6 +10,7 @@ from avjax.attacks.l2_attack import pgd_l2
 from avjax.defenses import crmt
 from avjax.models.crmt_head import CRMTHead
 from avjax.train.crmt import mean_bound, train_scales
+from tests import jitted
 from tests.conftest import needs_torch
 
 C = 5
@@ -130,9 +131,9 @@ def test_the_lipschitz_estimate_is_each_examples_own_gradient_norm_per_class():
     module = build({"modality": "av", "num_classes": C, "width": 0.125, "head": "crmt"})
     k = jax.random.split(jax.random.key(0), 3)
     image, audio = jax.random.uniform(k[0], (3, 16, 16, 3)), jax.random.uniform(k[1], (3, 4096), minval=-1, maxval=1)
-    variables = module.init(k[2], image, audio, train=False)
+    variables = jitted.init(module, k[2], image, audio, train=False)
     o_v, o_a, n_v, n_a = jax.jit(lambda v, i, a: _gradient_norms(module, v, i, a))(variables, image, audio)
-    logits, out = module.apply(variables, image, audio, train=False)
+    logits, out = jitted.apply(module, variables, image, audio, train=False)
     np.testing.assert_allclose(np.asarray(o_v), np.asarray(out["fused"][:, :C]), atol=1e-5)
 
     @jax.jit

@@ -17,6 +17,7 @@ from avjax.defenses.memory import defend_feature, memory_collection, ridge_code
 from avjax.models import build
 from avjax.train.optimizer import make_optimizer
 from avjax.train.state import init_state
+from tests import jitted
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LABELS = ["None", "Unimodal A", "Unimodal V", "PCL", "MaxSim", "MinSim", "ExFMem", "MinSim+ExFMem",
@@ -46,17 +47,17 @@ def inputs(batch=3):
 def test_features_pass_through_the_memory_before_fusion():
     model, plain = memory_model()
     image, audio = inputs()
-    variables = plain.init(jax.random.key(0), image, audio)
-    f_v, f_a = plain.apply(variables, image, audio, method="raw_features")
+    variables = jitted.init(plain, jax.random.key(0), image, audio)
+    f_v, f_a = jitted.apply(plain, variables, image, audio, method="raw_features")
     rng = np.random.default_rng(0)
     memory = memory_collection(np.abs(rng.normal(size=(6, f_v.shape[1]))), np.abs(rng.normal(size=(6, f_a.shape[1]))))
     defended = {**variables, "memory": memory}
-    logits, out = model.apply(defended, image, audio)
+    logits, out = jitted.apply(model, defended, image, audio)
     for name, raw in (("visual", f_v), ("audio", f_a)):
         bank = jnp.asarray(memory[name])
         want = defenses.blend(bank, raw, defenses.sparse_code(bank, raw), 0.5)
         np.testing.assert_allclose(out[name], want, rtol=1e-5, atol=1e-6)
-    assert not np.allclose(logits, plain.apply(variables, image, audio)[0])
+    assert not np.allclose(logits, jitted.apply(plain, variables, image, audio)[0])
 
 
 @pytest.mark.slow
@@ -66,7 +67,7 @@ def test_a_defended_model_refuses_to_start_without_a_fitting_memory():
     optimizer = make_optimizer(base_config().train, 10)
     with pytest.raises(ValueError, match="no memory was given"):
         init_state(model, optimizer, jax.random.key(0), image.shape[1:], audio.shape[-1], 4)
-    variables = plain.init(jax.random.key(0), image, audio)
+    variables = jitted.init(plain, jax.random.key(0), image, audio)
     wrong = memory_collection(np.ones((6, 7)), np.ones((6, 64)))
     with pytest.raises(ValueError, match=r"visual memory has shape \(6, 7\).*needs \(6, 64\)"):
         init_state(model, optimizer, jax.random.key(0), image.shape[1:], audio.shape[-1], 4,
@@ -80,7 +81,7 @@ def test_ce_plus_cos_attack_loss_works_on_unimodal_models():
     image, audio = inputs(2)
     for modality in ("audio", "visual"):
         model = build(dict(modality=modality, num_classes=4, width=0.125))
-        fns = attacks.ModelFns(model, model.init(jax.random.key(0), image, audio))
+        fns = attacks.ModelFns(model, jitted.init(model, jax.random.key(0), image, audio))
         adv = attacks.pgd(fns, image, audio, jnp.array([0, 1]), eps_visual=0.01, eps_audio=0.01, loss="ce+cos",
                           steps=1)
         assert all(np.all(np.isfinite(a)) for a in adv)
@@ -164,16 +165,18 @@ def test_blend_zero_is_the_model_without_its_memory():
     from avjax.evaluation.memory_diagnostics import with_blend
     model, plain = memory_model()
     image, audio = inputs()
-    variables = plain.init(jax.random.key(0), image, audio)
+    variables = jitted.init(plain, jax.random.key(0), image, audio)
     rng = np.random.default_rng(0)
     dim = model.feature_dim
     defended = {**variables, "memory": memory_collection(np.abs(rng.normal(size=(6, dim))),
                                                          np.abs(rng.normal(size=(6, dim))))}
     fns = with_blend(attacks.ModelFns(model, defended), 0.0)
-    np.testing.assert_allclose(fns(image, audio)[0], plain.apply(variables, image, audio)[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(fns(image, audio)[0], jitted.apply(plain, variables, image, audio)[0],
+                               rtol=1e-5, atol=1e-6)
     assert model.memory.blend == 0.5 and fns.variables["memory"]["blend"] == 0.0
     half = with_blend(attacks.ModelFns(model, defended), 0.5)
-    np.testing.assert_allclose(half(image, audio)[0], model.apply(defended, image, audio)[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(half(image, audio)[0], jitted.apply(model, defended, image, audio)[0],
+                               rtol=1e-5, atol=1e-6)
     # the weight is a leaf, not part of the module: every weight runs the same compiled program
     assert jax.tree.structure(half) == jax.tree.structure(fns)
 
@@ -194,7 +197,7 @@ def test_memory_is_exported_with_the_model_and_never_trained(defense_table):
 def test_an_exported_model_with_a_memory_that_does_not_fit_is_refused(tmp_path):
     _, plain = memory_model()
     image, audio = inputs(1)
-    variables = plain.init(jax.random.key(0), image, audio)
+    variables = jitted.init(plain, jax.random.key(0), image, audio)
     cfg = base_config().model.to_dict()
     cfg.update(num_classes=4, width=0.125)
     cfg["memory"] = dict(cfg["memory"], size=6)
@@ -213,7 +216,7 @@ def test_memory_banks_from_train_mode_and_from_eval_mode_features():
     srcs, tfs = data_sources.build(config.data)
     model = build(dict(config.model.to_dict(), memory=None))
     ex = data_sources.first_example(srcs, tfs)
-    variables = model.init(jax.random.key(0), ex["image"][None], ex["audio"][None])
+    variables = jitted.init(model, jax.random.key(0), ex["image"][None], ex["audio"][None])
     kw = dict(size=12, batch_size=4, seed=0, mesh=parallel.make_mesh())
     train = collect_features(model, variables, srcs, tfs, source="train_mode", **kw)
     evaluated = collect_features(model, variables, srcs, tfs, source="eval_best", **kw)
@@ -224,8 +227,8 @@ def test_memory_banks_from_train_mode_and_from_eval_mode_features():
     np.testing.assert_array_equal(evaluated["visual"], again["visual"])       # deterministic
     # each atom's label is its example's: eval-mode atoms are the features of labelled training examples
     examples = [(tfs["eval"] or (lambda e: e))(srcs["train"][i]) for i in range(len(srcs["train"]))]
-    f_v, _ = model.apply(variables, np.stack([e["image"] for e in examples]), np.stack([e["audio"] for e in examples]),
-                         method="raw_features")
+    f_v, _ = jitted.apply(model, variables, np.stack([e["image"] for e in examples]),
+                          np.stack([e["audio"] for e in examples]), method="raw_features")
     nearest = np.argmin(np.linalg.norm(evaluated["visual"][:, None] - np.asarray(f_v)[None], axis=-1), axis=1)
     np.testing.assert_array_equal(evaluated["labels"], [examples[j]["label"] for j in nearest])
     assert not np.allclose(train["visual"], evaluated["visual"])              # batch statistics + jitter
@@ -241,7 +244,7 @@ def test_non_finite_logits_stop_the_evaluation_instead_of_making_a_table():
     srcs, tfs = data_sources.build(config.data)
     model = build(dict(config.model.to_dict(), memory=None))
     ex = data_sources.first_example(srcs, tfs)
-    variables = model.init(jax.random.key(0), ex["image"][None], ex["audio"][None])
+    variables = jitted.init(model, jax.random.key(0), ex["image"][None], ex["audio"][None])
     variables["params"]["classifier"]["bias"] = variables["params"]["classifier"]["bias"].at[0].set(jnp.nan)
     eval_spec = robustness.EvalSpec.from_config(config.eval, methods=("fgsm",), sweep_eps=())
     with pytest.raises(FloatingPointError, match="broken: non-finite logits under fgsm"):

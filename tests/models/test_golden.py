@@ -6,14 +6,14 @@ import pytest
 
 from avjax import porting
 from avjax.models import ResNet18
-from tests import golden_spec as gs
+from tests import golden_spec as gs, jitted
 from tests.conftest import needs_torch
 
 ATOL = 1e-4  # the bound for float32 on CPU
 
 
 def _run_avjax(module, variables, image, audio):
-    (logits, out), inter = module.apply(variables, jnp.asarray(image), jnp.asarray(audio), train=False,
+    (logits, out), inter = jitted.apply(module, variables, jnp.asarray(image), jnp.asarray(audio), train=False,
                                         mutable=["intermediates"])
     stages = {k: v[0] for part in ("visual_net", "audio_net")
               for k, v in inter["intermediates"][part].items()}

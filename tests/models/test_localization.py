@@ -12,6 +12,7 @@ from avjax import attacks, experiment
 from avjax.evaluation import localization
 from avjax.models import build
 from avjax.models.localization import LocalizationClassifier, attend, similarity_map
+from tests import jitted
 
 
 def test_scores_are_cosines_and_attention_is_their_weighted_mean():
@@ -58,19 +59,19 @@ def model():
     module = build({"modality": "av", "num_classes": 4, "width": 0.125, "architecture": "localization"})
     image = jax.random.uniform(jax.random.key(1), (3, 64, 64, 3))
     audio = jax.random.uniform(jax.random.key(2), (3, 4096), minval=-1, maxval=1)
-    return module, module.init(jax.random.key(0), image, audio), image, audio
+    return module, jitted.init(module, jax.random.key(0), image, audio), image, audio
 
 
 @pytest.mark.slow
 def test_attack_path_equals_the_forward_pass_and_batch_mates_do_not_matter(model):
     module, variables, image, audio = model
     assert isinstance(module, LocalizationClassifier)
-    logits, out = module.apply(variables, image, audio)
+    logits, out = jitted.apply(module, variables, image, audio)
     assert out["scores"].shape == (3, 2, 2) and float(out["scores"].min()) >= 0
     fns = attacks.ModelFns(module, variables)
     via_features, _ = fns.classify(fns.encode_visual(image), fns.encode_audio(audio))
     np.testing.assert_allclose(via_features, logits, rtol=1e-5, atol=1e-6)
-    alone, _ = module.apply(variables, image[1:2], audio[1:2])
+    alone, _ = jitted.apply(module, variables, image[1:2], audio[1:2])
     np.testing.assert_allclose(alone[0], logits[1], rtol=1e-5, atol=1e-6)
     adv_image, adv_audio = attacks.pgd(fns, image, audio, jnp.array([0, 1, 2]), eps_visual=0.03, eps_audio=0.03,
                                        steps=2)
@@ -175,8 +176,8 @@ def test_finer_maps_with_the_same_parameters():
     for stride in (32, 16, 8):
         module = build({"modality": "av", "num_classes": 4, "width": 0.125, "architecture": "localization",
                         "map_stride": stride})
-        variables = module.init(jax.random.key(0), image, audio)
-        _, out = module.apply(variables, image, audio)
+        variables = jitted.init(module, jax.random.key(0), image, audio)
+        _, out = jitted.apply(module, variables, image, audio)
         shapes[stride] = (out["scores"].shape, jax.tree.map(jnp.shape, variables["params"]))
     assert shapes[32][0] == (2, 2, 2) and shapes[16][0] == (2, 4, 4) and shapes[8][0] == (2, 8, 8)
     assert shapes[32][1] == shapes[16][1] == shapes[8][1]

@@ -6,6 +6,7 @@ import pytest
 
 from avjax.models import FUSIONS, AudioNet, ResNet18, build
 from avjax.models.variants import NUM_CLASSES, PARAM_COUNTS, all_variants
+from tests import jitted
 from tests.conftest import needs_torch
 
 
@@ -64,17 +65,17 @@ def test_fusion_heads_follow_the_appendix(name):
 def test_audio_net_takes_any_length(length):
     net = AudioNet(width=0.125)
     audio = jnp.zeros((2, length))
-    variables = net.init(jax.random.key(0), audio)
-    assert net.apply(variables, audio).shape == (2, 64)
+    variables = jitted.init(net, jax.random.key(0), audio)
+    assert jitted.apply(net, variables, audio).shape == (2, 64)
     with pytest.raises(ValueError, match="too short"):
         net.apply(variables, jnp.zeros((2, 2000)))
 
 
 def test_visual_pooling_modes_and_map():
     image = jax.random.uniform(jax.random.key(0), (2, 64, 64, 3))
-    variables = ResNet18(width=0.125).init(jax.random.key(1), image)
-    avg, fmap = ResNet18(width=0.125, pool="avg").apply(variables, image)
-    mx, _ = ResNet18(width=0.125, pool="max").apply(variables, image)
+    variables = jitted.init(ResNet18(width=0.125), jax.random.key(1), image)
+    avg, fmap = jitted.apply(ResNet18(width=0.125, pool="avg"), variables, image)
+    mx, _ = jitted.apply(ResNet18(width=0.125, pool="max"), variables, image)
     assert fmap.shape == (2, 2, 2, 64)
     np.testing.assert_allclose(avg, fmap.mean((1, 2)), rtol=1e-6)
     np.testing.assert_allclose(mx, fmap.max((1, 2)), rtol=1e-6)
@@ -86,10 +87,10 @@ def test_unimodal_models_ignore_the_other_modality(modality):
     model = build(dict(modality=modality, width=0.125, num_classes=4))
     key = jax.random.key(0)
     image, audio = jax.random.uniform(key, (2, 32, 32, 3)), jax.random.uniform(key, (2, 4096), minval=-1)
-    variables = model.init(key, image, audio)
-    logits, out = model.apply(variables, image, audio)
-    logits_a, _ = model.apply(variables, 1 - image, audio)
-    logits_v, _ = model.apply(variables, image, -audio)
+    variables = jitted.init(model, key, image, audio)
+    logits, out = jitted.apply(model, variables, image, audio)
+    logits_a, _ = jitted.apply(model, variables, 1 - image, audio)
+    logits_v, _ = jitted.apply(model, variables, image, -audio)
     assert logits.shape == (2, 4) and "fused" in out
     assert np.array_equal(logits, logits_a) == (modality == "audio")
     assert np.array_equal(logits, logits_v) == (modality == "visual")
@@ -99,10 +100,10 @@ def test_unimodal_models_ignore_the_other_modality(modality):
 def test_compute_dtype_follows_inputs_and_config():
     model = build(dict(modality="av", width=0.125, num_classes=4))
     image, audio = jnp.zeros((1, 32, 32, 3)), jnp.zeros((1, 4096))
-    variables = model.init(jax.random.key(0), image, audio)
-    assert model.apply(variables, image, audio)[0].dtype == jnp.float32
+    variables = jitted.init(model, jax.random.key(0), image, audio)
+    assert jitted.apply(model, variables, image, audio)[0].dtype == jnp.float32
     bf16 = build(dict(modality="av", width=0.125, num_classes=4, dtype="bfloat16"))
-    assert bf16.apply(variables, image, audio)[0].dtype == jnp.bfloat16
+    assert jitted.apply(bf16, variables, image, audio)[0].dtype == jnp.bfloat16
     with pytest.raises(ValueError, match="unknown fusion"):
         build(dict(modality="av", fusion="attention", num_classes=4))
     with pytest.raises(ValueError, match="unknown modality"):
