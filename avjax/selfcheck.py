@@ -85,7 +85,7 @@ def main() -> int:
     model = build(dict(modality="av", fusion="concat", num_classes=11))
     image = jax.random.uniform(jax.random.key(1), (2, 224, 224, 3))
     audio = jax.random.uniform(jax.random.key(2), (2, 65535), minval=-1.0, maxval=1.0)
-    variables = model.init(jax.random.key(0), image, audio)
+    variables = jax.jit(model.init)(jax.random.key(0), image, audio)  # one program, not one per operation
     with tempfile.TemporaryDirectory() as tmp:
         for part, sd in _original_layout_state(variables).items():
             save_file(sd, os.path.join(tmp, f"{part}_best.safetensors"))
