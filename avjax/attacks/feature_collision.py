@@ -50,7 +50,7 @@ def _has_memory(fns) -> bool:
 
 def raw_features(fns, image, audio):
     """(f_v, f_a) of the encoders before the memory."""
-    return fns.module.apply(fns.variables, image, audio, train=False, method="raw_features")
+    return fns.raw_features(image, audio)
 
 
 def atom_labels(fns):
@@ -70,9 +70,11 @@ def _unit(x):
     return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
+@jax.jit
 def memory_targets(fns, image, audio, label):
     """(target_visual (B, D), target_audio (B, D)): per example the atom pair of another class than `label`
-    nearest (cosine of the concatenated features) to the example's clean encoder features."""
+    nearest (cosine of the concatenated features) to the example's clean encoder features (one program per
+    model and shapes, also when called eagerly)."""
     memory = fns.variables["memory"]
     f_v, f_a = raw_features(fns, image, audio)
     queries = jnp.concatenate([_unit(f_v), _unit(f_a)], -1)

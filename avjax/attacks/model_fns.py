@@ -55,6 +55,10 @@ class ModelFns:
             return None
         return _apply(self, audio, method="encode_audio", train=False)
 
+    def raw_features(self, image, audio):
+        """(f_v, f_a) of the encoders before the external memory (models with one)."""
+        return _apply(self, image, audio, method="raw_features", train=False)
+
     def classify(self, f_v, f_a):
         """-> (logits, out) from features."""
         logits, fused = _apply(self, f_v, f_a, method="classify", train=None)
