@@ -22,8 +22,10 @@ log = logging.getLogger(__name__)
 
 # XLA options of programs that run once in a run (initialisation, the report's gallery, heat-map figures): LLVM
 # does not optimise them, which makes them compile about three times faster and run about two times slower; the
-# values can differ from an optimised build in the last bit (where LLVM would fuse a multiply-add).
-RUNS_ONCE = {"xla_backend_optimization_level": 0}
+# values can differ from an optimised build in the last bit (where LLVM would fuse a multiply-add). They always
+# use XLA:CPU's fusion emitters: the legacy ones compute wrong gradients without LLVM optimisation
+# (`avjax.cpu_flags.KNOWN_WRONG`), and an XLA_FLAGS that selects them must not reach these programs.
+RUNS_ONCE = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": True}
 DEFAULT_LIMIT = 30000   # about half the usual vm.max_map_count (65530): room for one big module
 
 

@@ -6,8 +6,8 @@ notebook or a script gets the same speed as `python -m avjax.main`), only where 
 the option themselves. When JAX's backend started before avjax was imported, the flags can no longer
 take effect and a warning says what to do. `AVJAX_NO_CPU_FLAGS=1` leaves XLA_FLAGS untouched.
 
-Some XLA:CPU options make avjax's programs compute wrong values with the pinned jaxlib (`KNOWN_WRONG`); importing
-avjax with one of them in XLA_FLAGS warns, whatever else is set.
+Some combinations of XLA:CPU options make avjax's programs compute wrong values with the pinned jaxlib
+(`KNOWN_WRONG`); importing avjax with one of them in XLA_FLAGS warns.
 """
 import os
 import sys
@@ -15,15 +15,17 @@ import warnings
 
 CPU_XLA_FLAGS = ("--xla_cpu_experimental_ynn_fusion_type=-individual_convolution",)
 OPT_OUT = "AVJAX_NO_CPU_FLAGS"
-# option=value -> what goes wrong with it (jaxlib 0.10.2). With XLA:CPU's legacy elemental emitters and LLVM's
-# optimisations off (`--xla_backend_optimization_level=0`, which `avjax.compiled.RUNS_ONCE` sets for the report's
-# gallery attacks), the audio-visual model's input gradient comes out wrong: 68-79 % off for the ported network of
-# tests/attacks/test_against_original.py, whose float64 comparisons then fail.
+# options that together give wrong values -> what goes wrong (jaxlib 0.10.2). With XLA:CPU's legacy elemental
+# emitters and LLVM's optimisations off, the audio-visual model's input gradient comes out wrong: 68-79 % off for the
+# ported network of tests/attacks/test_against_original.py, whose float64 comparisons then fail. At LLVM's
+# optimisation level 1 those comparisons pass with the legacy emitters too. avjax's own programs compiled without
+# LLVM optimisation (`avjax.compiled.RUNS_ONCE`) pin the fusion emitters, whatever XLA_FLAGS says.
 KNOWN_WRONG = {
-    "--xla_cpu_use_fusion_emitters=false": "XLA:CPU's legacy elemental emitters compute the audio-visual model's "
-                                           "input gradients wrongly in programs compiled without LLVM optimisation "
-                                           "(attacks would be too weak)",
+    ("--xla_cpu_use_fusion_emitters=false", "--xla_backend_optimization_level=0"):
+        "XLA:CPU's legacy elemental emitters compute the audio-visual model's input gradients wrongly in programs "
+        "compiled without LLVM optimisation (attacks would be too weak)",
 }
+_BOOLEAN = {"false": "0", "true": "1"}
 
 
 def missing(flags: str) -> list[str]:
@@ -32,13 +34,14 @@ def missing(flags: str) -> list[str]:
 
 
 def known_wrong(flags: str) -> list[str]:
-    """The options of `flags` (an XLA_FLAGS string) that `KNOWN_WRONG` lists."""
+    """The combinations of `KNOWN_WRONG` that `flags` (an XLA_FLAGS string) sets in full (the last value of an
+    option counts), each as its options joined by a space."""
     given = dict(token.lower().partition("=")[::2] for token in flags.split())
     wrong = []
-    for flag in KNOWN_WRONG:
-        name, _, value = flag.partition("=")
-        if given.get(name) in (value, {"false": "0", "true": "1"}.get(value)):
-            wrong.append(flag)
+    for options in KNOWN_WRONG:
+        if all(name in given and given[name] in (value, _BOOLEAN.get(value, value))
+               for name, _, value in (option.partition("=") for option in options)):
+            wrong.append(" ".join(options))
     return wrong
 
 
@@ -61,8 +64,9 @@ def backend_started() -> bool:
 def apply_on_import():
     """What `import avjax` does: apply the flags, or warn when it is too late for them to matter; warn about
     options known to give wrong results."""
-    for flag in known_wrong(os.environ.get("XLA_FLAGS", "")):
-        warnings.warn(f"XLA_FLAGS sets {flag}: {KNOWN_WRONG[flag]}. Remove it.", RuntimeWarning, stacklevel=3)
+    for options in known_wrong(os.environ.get("XLA_FLAGS", "")):
+        warnings.warn(f"XLA_FLAGS sets {options}: {KNOWN_WRONG[tuple(options.split())]}. Remove one of them.",
+                      RuntimeWarning, stacklevel=3)
     if os.environ.get(OPT_OUT, "") not in ("", "0"):
         return
     if not missing(os.environ.get("XLA_FLAGS", "")):

@@ -56,11 +56,21 @@ def test_late_import_warns_with_the_remedy_and_opt_out_silences_it():
     assert "RuntimeWarning" not in err
 
 
-def test_an_option_known_to_give_wrong_results_warns():
-    out, err = _python("import avjax; print('imported')", XLA_FLAGS="--xla_cpu_use_fusion_emitters=false")
+def test_options_known_to_give_wrong_results_together_warn():
+    wrong = "--xla_cpu_use_fusion_emitters=false --xla_backend_optimization_level=0"
+    out, err = _python("import avjax; print('imported')", XLA_FLAGS=wrong)
     assert out == "imported"
-    assert "RuntimeWarning" in err and "--xla_cpu_use_fusion_emitters=false" in err and "Remove it" in err
-    assert cpu_flags.known_wrong("--xla_force_host_platform_device_count=2 --xla_cpu_use_fusion_emitters=False") == [
-        "--xla_cpu_use_fusion_emitters=false"]
-    assert cpu_flags.known_wrong("--xla_cpu_use_fusion_emitters=0") == ["--xla_cpu_use_fusion_emitters=false"]
-    assert cpu_flags.known_wrong("--xla_cpu_use_fusion_emitters=true") == []
+    assert "RuntimeWarning" in err and wrong in err and "Remove one of them" in err
+    assert cpu_flags.known_wrong("--xla_force_host_platform_device_count=2 --xla_cpu_use_fusion_emitters=False "
+                                 "--xla_backend_optimization_level=0") == [wrong]
+    assert cpu_flags.known_wrong("--xla_cpu_use_fusion_emitters=0 --xla_backend_optimization_level=0") == [wrong]
+    # either option alone, the legacy emitters with LLVM's optimisations on, or a level overridden later: no warning
+    for fine in ("--xla_cpu_use_fusion_emitters=false", "--xla_backend_optimization_level=0",
+                 "--xla_cpu_use_fusion_emitters=false --xla_backend_optimization_level=1",
+                 "--xla_cpu_use_fusion_emitters=true --xla_backend_optimization_level=0",
+                 "--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false "
+                 "--xla_backend_optimization_level=1"):
+        assert cpu_flags.known_wrong(fine) == [], fine
+    out, err = _python("import avjax; print('imported')", XLA_FLAGS="--xla_cpu_use_fusion_emitters=false "
+                       "--xla_backend_optimization_level=1")
+    assert out == "imported" and "RuntimeWarning" not in err

@@ -106,11 +106,12 @@ def test_float64_equals_the_original_semantics(pair, method, variant, setting):
 
 @pytest.mark.slow
 def test_the_legacy_emitters_still_compute_wrong_gradients():
-    """Why importing avjax warns about `--xla_cpu_use_fusion_emitters=false` (avjax.cpu_flags.KNOWN_WRONG): with
-    XLA:CPU's legacy emitters and LLVM's optimisations off (the suite's setting, and avjax's for programs that run
-    once), the float64 FGSM on the audio is no longer the released semantics (about a tenth of the audio samples
-    step the wrong way; at the default optimisation level it is). When a jax upgrade makes this test fail, the
-    emitters are fixed: drop the entry (they compile about twice as fast)."""
+    """Why importing avjax warns about `--xla_cpu_use_fusion_emitters=false` with
+    `--xla_backend_optimization_level=0` (avjax.cpu_flags.KNOWN_WRONG): with XLA:CPU's legacy emitters and LLVM's
+    optimisations off (the suite's level), the float64 FGSM on the audio is no longer the released semantics (about
+    a tenth of the audio samples step the wrong way; with LLVM's optimisation level 1 and up it is). When a jax
+    upgrade makes this test fail, the emitters are fixed: drop the entry, and the suite can use them (they compile
+    about twice as fast at level 0)."""
     env = {k: v for k, v in os.environ.items() if k not in ("JAX_COMPILATION_CACHE_DIR", "PYTEST_XDIST_WORKER")}
     env["XLA_FLAGS"] = " ".join([os.environ.get("XLA_FLAGS", ""), "--xla_backend_optimization_level=0",
                                  "--xla_cpu_use_fusion_emitters=false"]).strip()
