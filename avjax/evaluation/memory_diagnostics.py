@@ -33,10 +33,6 @@ def has_memory(module) -> bool:
     return getattr(module, "memory", None) is not None
 
 
-def _raw(fns, image, audio):
-    return fns.module.apply(fns.variables, image, audio, train=False, method="raw_features")
-
-
 def _codes_and_reconstructions(fns, modality, features):
     spec, memory = fns.module.memory, fns.variables["memory"]
     bank = memory[modality]
@@ -49,8 +45,8 @@ def _batch_features(fns, batch, spec, method):
     """{modality: {'clean' | 'attacked': (raw feature, code, reconstruction)}} of one batch."""
     image, audio = batch["image"], batch["audio"]
     (_, adv_audio), (adv_image, _) = adversarial_inputs(fns, batch, spec, method, settings=("xA", "xV"))
-    clean = dict(zip(MODALITIES, _raw(fns, image, audio)))
-    attacked = {"visual": _raw(fns, adv_image, audio)[0], "audio": _raw(fns, image, adv_audio)[1]}
+    clean = dict(zip(MODALITIES, fns.raw_features(image, audio)))
+    attacked = {"visual": fns.raw_features(adv_image, audio)[0], "audio": fns.raw_features(image, adv_audio)[1]}
     out = {}
     for modality in MODALITIES:
         out[modality] = {}
